@@ -15,7 +15,9 @@ IMAGE_ID_RE = re.compile(r"^(n\d{8})_(\d+)$")
 @functools.lru_cache(maxsize=1)
 def class_index() -> list[tuple[str, str]]:
     """[(wnid, name)] in label order; label i is the i-th wnid in sorted order."""
-    raw = json.loads(resources.files("imagenet_captions.data").joinpath("imagenet_class_index.json").read_text())
+    raw = json.loads(
+        resources.files("imagenet_captions.data").joinpath("imagenet_class_index.json").read_text()
+    )
     pairs = [tuple(raw[str(i)]) for i in range(len(raw))]
     assert [w for w, _ in pairs] == sorted(w for w, _ in pairs), "class index must be in sorted wnid order"
     return pairs  # type: ignore[return-value]

@@ -19,6 +19,7 @@ from imagenet_captions.errors import UsageError
 COMMANDS: dict[str, tuple[str, str, bool]] = {
     "demo": ("imagenet_captions.demo", "build the bundled sample end to end (no network, no key)", True),
     "build": ("imagenet_captions.build", "build caption tables and WebDataset shards", True),
+    "eval": ("imagenet_captions.eval.command", "accuracy on ImageNet + 5 shifts; eval robustness", False),
 }
 
 
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     # Two passes: the first finds the command, the second parses with that command's own arguments.
     args, _ = parser.parse_known_args(argv)
     module_name, help_text, passes_through = COMMANDS[args.command]
+    # Beam's import logs a warning about optional GCP clients to the root logger; it is noise here.
+    logging.getLogger().addFilter(lambda r: "apitools not found" not in r.getMessage())
     module = importlib.import_module(module_name)
     command_parser = argparse.ArgumentParser(prog=f"imagenet-captions {args.command}", description=help_text)
     command_parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")

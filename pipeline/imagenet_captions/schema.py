@@ -37,12 +37,12 @@ def _schema_text(name: str) -> str:
     raise FileNotFoundError(f"schema {name} is neither in the package nor in the source tree")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schema_spec(name: str = SCHEMA_FILE) -> dict[str, Any]:
     return json.loads(_schema_text(name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arrow_schema(name: str = SCHEMA_FILE) -> pa.Schema:
     spec = schema_spec(name)
     return pa.schema(

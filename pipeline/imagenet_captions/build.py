@@ -1,0 +1,584 @@
+"""The build: release metadata (or a harvested response store) + ImageNet images -> shards.
+
+The Beam graph composes the stages; each stage's logic is a plain function elsewhere, and the DoFns
+here only call them::
+
+    metadata --read--> raw records --dedup--> --label--> CleanText --+
+                                                                      +--join on key--> shard --write-->
+    ImageNet folder/tar --list--> image references ------------------+      (tars + Parquet)
+                                                                             |
+    outcomes of every stage (key, reason) ---------------------------> report.json, sizes.json,
+                                                                        manifest.json
+
+Image bytes never cross a shuffle: references do, and the shard writer reads the bytes. Without
+``--imagenet`` the build writes the text-only captions table (Parquet) instead of shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from imagenet_captions import classes
+from imagenet_captions.errors import UsageError
+from imagenet_captions.images import ImageOptions
+from imagenet_captions.shards import layout, report
+from imagenet_captions.shards.writer import ShardResult, samples_digest, write_shard
+from imagenet_captions.sources import imagenet, release
+from imagenet_captions.text import CleanText, TextOptions, add_text_arguments, text_options_from_args
+
+log = logging.getLogger("imagenet_captions.build")
+
+RECORDS, IMAGES = "records", "images"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build depends on. Equal configs over equal inputs give byte-identical shards."""
+
+    metadata: str  # "release:<zip|json>" or "responses:<dir>"
+    out: str
+    imagenet: str | None = None
+    num_shards: int | None = None
+    shard_size: int = 2000
+    min_shards: int = 8
+    as_of: str | None = None
+    image: ImageOptions = field(default_factory=ImageOptions)
+    text: TextOptions = field(default_factory=TextOptions)
+
+    @property
+    def metadata_kind(self) -> str:
+        return self.metadata.split(":", 1)[0]
+
+    @property
+    def metadata_path(self) -> str:
+        return self.metadata.split(":", 1)[1]
+
+    def output_options(self) -> dict[str, Any]:
+        """The options that decide the bytes of a shard (part of each shard's input digest)."""
+        return {"image": asdict(self.image), "text": _jsonable(self.text), "schema": "caption_record/v1"}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj, default=str))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plain functions the DoFns call
+# ---------------------------------------------------------------------------------------------------
+
+
+def read_metadata(spec: str, as_of: str | None) -> Iterator[tuple[dict[str, Any] | None, str | None, str]]:
+    """Raw records from a metadata source, as ``(record, None, key)`` or ``(None, reason, key)``."""
+    kind, _, path = spec.partition(":")
+    if kind == "release":
+        items: Iterator[Any] = release.iter_release_items(path)
+    elif kind == "responses":
+        from imagenet_captions.flickr.store import iter_release_records
+
+        items = iter_release_records(path, _parse_date(as_of))
+    else:
+        raise UsageError(f"unknown metadata kind {kind!r}: use release:<file> or responses:<dir>")
+    for item in items:
+        yield release.to_raw_record(item)
+
+
+def choose_record(records: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+    """One record of several with the same key, chosen by content (not arrival order), and how many lost."""
+    kept = min(records, key=lambda r: json.dumps(r, sort_keys=True, ensure_ascii=False))
+    return kept, len(records) - 1
+
+
+def with_label(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its class index (the text stage keeps only text columns; dedup checked the wnid)."""
+    return {**record, "label": classes.wnid_to_label()[record["wnid"]]}
+
+
+def join_one(key: str, grouped: dict[str, list[Any]]) -> Iterator[tuple[str, Any]]:
+    """Decide one key's fate from its record, text drop and images: a sample or named outcomes.
+
+    Yields ("sample", (record, ref)) or ("outcome", (category, reason, key, detail)).
+    """
+    records, dropped, refs = (
+        grouped["records"],
+        grouped["dropped"],
+        sorted(grouped["images"], key=lambda r: r["path"]),
+    )
+    for extra in refs[1:]:
+        yield "outcome", (IMAGES, "duplicate_image", key, extra["path"])
+    ref = refs[0] if refs else None
+    if records:
+        if ref is None:
+            yield "outcome", (RECORDS, "no_image", key, "")
+        else:
+            yield "outcome", (IMAGES, "matched", key, "")
+            yield "sample", (records[0], ref)
+    elif ref is not None:
+        reason = "record_dropped" if dropped else "no_record"
+        yield "outcome", (IMAGES, reason, key, "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Thin DoFns
+# ---------------------------------------------------------------------------------------------------
+
+
+class ReadMetadataFn(beam.DoFn):
+    def __init__(self, as_of: str | None):
+        self._as_of = as_of
+
+    def process(self, spec: str) -> Iterator[Any]:
+        for record, reason, key in read_metadata(spec, self._as_of):
+            if record is None:
+                yield beam.pvalue.TaggedOutput("outcome", (RECORDS, reason, key, ""))
+            else:
+                yield record["key"], record
+
+
+def dedup(kv: tuple[str, list[dict[str, Any]]]) -> Iterator[Any]:
+    key, records = kv
+    kept, lost = choose_record(list(records))
+    for _ in range(lost):
+        yield beam.pvalue.TaggedOutput("outcome", (RECORDS, "duplicate", key, ""))
+    if kept["wnid"] not in classes.wnid_to_label():
+        yield beam.pvalue.TaggedOutput("outcome", (RECORDS, "unknown_class", key, kept["wnid"]))
+    else:
+        yield kept
+
+
+def listed_to_outputs(listed: imagenet.Listed) -> Iterator[Any]:
+    if listed.ref is None:
+        yield beam.pvalue.TaggedOutput("outcome", (IMAGES, listed.reason, listed.key, listed.detail or ""))
+    else:
+        yield listed.key, listed.ref
+
+
+def join_to_outputs(kv: tuple[str, dict[str, list[Any]]], num_shards: int) -> Iterator[Any]:
+    key, grouped = kv
+    for kind, value in join_one(key, grouped):
+        if kind == "sample":
+            yield layout.shard_of(key, num_shards), value
+        else:
+            yield beam.pvalue.TaggedOutput("outcome", value)
+
+
+class WriteShardFn(beam.DoFn):
+    """One shard per call; a shard whose input digest matches the last build's manifest is kept as is."""
+
+    def __init__(
+        self,
+        shard_dir: str,
+        image_options: ImageOptions,
+        output_options: dict[str, Any],
+        previous: dict[str, Any],
+        total: int,
+    ):
+        self._shard_dir, self._image_options = shard_dir, image_options
+        self._output_options, self._previous, self._total = output_options, previous, total
+
+    def process(self, kv: tuple[int, Any]) -> Iterator[dict[str, Any]]:
+        index, samples = kv
+        samples = sorted(samples, key=lambda s: layout.order_key(s[0]["key"]))
+        digest = samples_digest(samples, self._output_options)
+        prev = self._previous.get(layout.shard_stem(index))
+        if (
+            prev
+            and prev["digest"] == digest
+            and all(os.path.exists(os.path.join(self._shard_dir, f)) for f in prev["files"])
+        ):
+            log.info("shard %05d of %d unchanged: kept", index, self._total)
+            yield prev
+            return
+        t0 = time.perf_counter()
+        result = write_shard(index, samples, self._shard_dir, self._image_options, digest)
+        dt = time.perf_counter() - t0
+        log.info(
+            "shard %05d of %d written: %d samples, %d dropped, %.0f samples/s",
+            index,
+            self._total,
+            result.written,
+            len(result.dropped),
+            result.written / max(dt, 1e-9),
+        )
+        yield result.to_json()
+
+
+class FinalizeFn(beam.DoFn):
+    """Writes sizes.json, manifest.json and report.json once every shard is written."""
+
+    def __init__(self, config: BuildConfig, shard_dir: str, num_shards: int, started: float):
+        self._config, self._shard_dir, self._num_shards, self._started = (
+            config,
+            shard_dir,
+            num_shards,
+            started,
+        )
+
+    def process(
+        self,
+        _: Any,
+        results: list[dict[str, Any]],
+        counts: list[tuple[tuple[str, str], int]],
+        examples: list[tuple[tuple[str, str], list[tuple[str, str]]]],
+        inputs: list[tuple[str, int]],
+        text_stats: list[dict[str, Any]],
+    ) -> Iterator[dict[str, Any]]:
+        yield finalize(
+            self._config,
+            self._shard_dir,
+            self._num_shards,
+            self._started,
+            [ShardResult.from_json(r) for r in results],
+            dict(counts),
+            dict(examples),
+            dict(inputs),
+            text_stats[0] if text_stats else {},
+        )
+
+
+def finalize(
+    config: BuildConfig,
+    shard_dir: str,
+    num_shards: int,
+    started: float,
+    results: list[ShardResult],
+    counts: dict[tuple[str, str], int],
+    examples: dict[tuple[str, str], list[tuple[str, str]]],
+    inputs: dict[str, int],
+    text_stats: dict[str, Any],
+) -> dict[str, Any]:
+    with_images = config.imagenet is not None
+    inputs = {RECORDS: inputs.get(RECORDS, 0), **({IMAGES: inputs.get(IMAGES, 0)} if with_images else {})}
+    outcomes = report.merge_outcomes(counts, results)
+    if not with_images:
+        outcomes.pop(IMAGES, None)
+    problems = report.check_accounting(inputs, outcomes)
+    suffix = "tar" if with_images else "parquet"
+    sizes = report.sizes_of(results, suffix)
+    report.write_json_atomic(os.path.join(shard_dir, layout.SIZES_FILE), sizes)
+    removed = report.remove_stale_shards(shard_dir, {f for r in results for f in r.files})
+    manifest = {
+        "num_shards": num_shards,
+        "options": config.output_options(),
+        "shards": {layout.shard_stem(r.index): r.to_json() for r in sorted(results, key=lambda r: r.index)},
+    }
+    report.write_json_atomic(os.path.join(shard_dir, layout.MANIFEST_FILE), manifest)
+    rep = {
+        "inputs": {"metadata": config.metadata, "imagenet": config.imagenet, "as_of": config.as_of},
+        RECORDS: {"input": inputs[RECORDS], "outcomes": dict(sorted(outcomes[RECORDS].items()))},
+        "written": outcomes[RECORDS]["written"],
+        "shards": {
+            "dir": os.path.basename(shard_dir),
+            "count": len(results),
+            "num_shards": num_shards,
+            "removed_stale": removed,
+        },
+        "accounting_problems": problems,
+        "examples": report.examples_from(examples, results),
+        "text": text_stats,
+        "options": config.output_options(),
+        "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": round(time.time() - started, 2),
+    }
+    if with_images:
+        rep[IMAGES] = {"input": inputs[IMAGES], "outcomes": dict(sorted(outcomes[IMAGES].items()))}
+    report.write_json_atomic(os.path.join(config.out, layout.REPORT_FILE), rep)
+    return rep
+
+
+# ---------------------------------------------------------------------------------------------------
+# The graph
+# ---------------------------------------------------------------------------------------------------
+
+
+def plan_num_shards(config: BuildConfig, input_records: int, shard_dir: str) -> tuple[int, dict[str, Any]]:
+    """The shard count (fixed once, recorded in the manifest) and the previous build's shard entries."""
+    path = os.path.join(shard_dir, layout.MANIFEST_FILE)
+    previous: dict[str, Any] = {}
+    recorded = None
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+        recorded, previous = manifest["num_shards"], manifest["shards"]
+    if config.num_shards is not None:
+        if recorded is not None and recorded != config.num_shards:
+            raise UsageError(
+                f"{shard_dir} was built with {recorded} shards; --num-shards {config.num_shards} would move every "
+                "key: use a new --out"
+            )
+        return config.num_shards, previous
+    if recorded is not None:
+        return recorded, previous
+    return layout.derive_num_shards(input_records, config.shard_size, config.min_shards), previous
+
+
+def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> None:
+    started = time.time()
+    with_images = config.imagenet is not None
+    shard_dir = os.path.join(config.out, layout.SHARD_DIR if with_images else layout.CAPTIONS_DIR)
+    num_shards, previous = plan_num_shards(config, input_records, shard_dir)
+    log.info("%d input records -> %d shards in %s", input_records, num_shards, shard_dir)
+
+    read = (
+        p
+        | "Metadata" >> beam.Create([config.metadata])
+        | "Read" >> beam.ParDo(ReadMetadataFn(config.as_of)).with_outputs("outcome", main="records")
+    )
+    outcomes = [read.outcome]
+    unique = (
+        read.records
+        | "ByKey" >> beam.GroupByKey()
+        | "Dedup" >> beam.FlatMap(dedup).with_outputs("outcome", main="records")
+    )
+    outcomes.append(unique.outcome)
+    text = unique.records | "Text" >> CleanText(config.text)
+    cleaned = text["records"] | "Label" >> beam.Map(with_label)
+    outcomes.append(text["dropped"] | "TextDrops" >> beam.Map(lambda kr: (RECORDS, kr[1], kr[0], "")))
+    input_counts = [
+        read.records
+        | "CountRecords" >> beam.combiners.Count.Globally()
+        | "RecordsInput" >> beam.Map(lambda n: (RECORDS, n)),
+        read.outcome
+        | "CountBadRecords" >> beam.combiners.Count.Globally()
+        | "BadRecordsInput" >> beam.Map(lambda n: (RECORDS, n)),
+    ]
+
+    if with_images:
+        listed = _list_images(p, config.imagenet)
+        outcomes.append(listed.outcome)
+        input_counts += [
+            listed.refs
+            | "CountImages" >> beam.combiners.Count.Globally()
+            | "ImagesInput" >> beam.Map(lambda n: (IMAGES, n)),
+            listed.outcome
+            | "CountBadImages" >> beam.combiners.Count.Globally()
+            | "BadImagesInput" >> beam.Map(lambda n: (IMAGES, n)),
+        ]
+        joined = (
+            {
+                "records": cleaned | "RecordByKey" >> beam.Map(lambda r: (r["key"], r)),
+                "dropped": text["dropped"],
+                "images": listed.refs,
+            }
+            | "Join" >> beam.CoGroupByKey()
+            | "Match" >> beam.FlatMap(join_to_outputs, num_shards).with_outputs("outcome", main="samples")
+        )
+        outcomes.append(joined.outcome)
+        samples = joined.samples
+    else:
+        samples = cleaned | "ToShard" >> beam.Map(
+            lambda r: (layout.shard_of(r["key"], num_shards), (r, None))
+        )
+
+    results = (
+        samples
+        | "ByShard" >> beam.GroupByKey()
+        | "WriteShard"
+        >> beam.ParDo(WriteShardFn(shard_dir, config.image, config.output_options(), previous, num_shards))
+    )
+    all_outcomes = outcomes | "Outcomes" >> beam.Flatten()
+    counts = (
+        all_outcomes
+        | "ReasonKey" >> beam.Map(lambda o: ((o[0], o[1]), 1))
+        | "Count" >> beam.CombinePerKey(sum)
+    )
+    examples = (
+        all_outcomes
+        | "NotMatched" >> beam.Filter(lambda o: o[1] != "matched")
+        | "ExampleKey" >> beam.Map(lambda o: ((o[0], o[1]), (o[2], o[3])))
+        | "Examples" >> beam.combiners.Top.SmallestPerKey(report.MAX_EXAMPLES)
+    )
+    inputs = input_counts | "Inputs" >> beam.Flatten() | "SumInputs" >> beam.CombinePerKey(sum)
+    _ = (
+        p
+        | "Once" >> beam.Create([None])
+        | "Finalize"
+        >> beam.ParDo(
+            FinalizeFn(config, shard_dir, num_shards, started),
+            results=beam.pvalue.AsList(results),
+            counts=beam.pvalue.AsList(counts),
+            examples=beam.pvalue.AsList(examples),
+            inputs=beam.pvalue.AsList(inputs),
+            text_stats=beam.pvalue.AsList(text["stats"]),
+        )
+    )
+
+
+def _list_images(p: beam.Pipeline, source: str) -> Any:
+    """Image listing as a Beam stage: planned here (top level only), listed in parallel by the workers."""
+    if imagenet.is_tar_source(source):
+        parts, direct = imagenet.plan_tar(source)
+        lister = imagenet.list_inner_tar
+    else:
+        parts, direct = imagenet.list_top_level(source)
+        lister = imagenet.list_class_folder
+    listed = (
+        p
+        | "ImageParts" >> beam.Create(parts)
+        | "SpreadParts" >> beam.Reshuffle()
+        | "ListImages" >> beam.FlatMap(lister)
+    )
+    top = p | "TopLevel" >> beam.Create(direct)
+    return (
+        (listed, top)
+        | "AllListed" >> beam.Flatten()
+        | "Classify" >> beam.ParDo(_ListedFn()).with_outputs("outcome", main="refs")
+    )
+
+
+class _ListedFn(beam.DoFn):
+    def process(self, listed: imagenet.Listed) -> Iterator[Any]:
+        yield from listed_to_outputs(listed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running it
+# ---------------------------------------------------------------------------------------------------
+
+
+def count_inputs(config: BuildConfig) -> int:
+    """Check the metadata source before any pipeline starts, and count it (it sizes the shards)."""
+    kind = config.metadata_kind
+    if kind == "release":
+        return release.count_release_records(config.metadata_path)
+    if kind == "responses":
+        if not os.path.isdir(config.metadata_path):
+            raise UsageError(f"response store not found: {config.metadata_path}")
+        return sum(1 for _ in read_metadata(config.metadata, config.as_of))
+    raise UsageError(f"--metadata must be release:<zip|json> or responses:<dir>, not {config.metadata!r}")
+
+
+def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
+    """In-process FnApiRunner unless --runner is given (Beam's DirectRunner would fetch the Prism binary)."""
+    options = PipelineOptions(beam_args)
+    if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        return beam.Pipeline(options=options)
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    return beam.Pipeline(runner=FnApiRunner(), options=options)
+
+
+def run_build(config: BuildConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
+    """Run a whole build and return its report."""
+    if ":" not in config.metadata:
+        raise UsageError(f"--metadata must be release:<zip|json> or responses:<dir>, not {config.metadata!r}")
+    if config.imagenet is not None and not os.path.exists(config.imagenet):
+        raise UsageError(f"ImageNet source not found: {config.imagenet}")
+    input_records = count_inputs(config)
+    os.makedirs(config.out, exist_ok=True)
+    with make_pipeline(beam_args or []) as p:
+        build_graph(p, config, input_records)
+    with open(os.path.join(config.out, layout.REPORT_FILE), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--as-of must be an ISO date or time, not {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metadata",
+        required=True,
+        help="release:<imagenet_captions.zip|.json> or responses:<harvest out dir>",
+    )
+    parser.add_argument(
+        "--imagenet",
+        help="ImageNet train folder (train/<wnid>/*.JPEG) or ILSVRC2012_img_train.tar; "
+        "without it, a text-only captions table is written",
+    )
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--as-of", help="with responses:, use the newest answer fetched at or before this date"
+    )
+    add_shard_arguments(parser)
+    add_text_arguments(parser)
+
+
+def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("shards and images")
+    g.add_argument(
+        "--num-shards", type=int, help="fixed shard count (default: derived once from the input count)"
+    )
+    g.add_argument("--shard-size", type=int, default=2000, help="samples per shard when deriving the count")
+    g.add_argument(
+        "--min-shards",
+        type=int,
+        default=8,
+        help="at least this many shards (>= loader workers x GPUs), unless shards would hold < 32",
+    )
+    g.add_argument("--resize", type=int, help="store images with this shorter side (default: original bytes)")
+    g.add_argument("--jpeg-quality", type=int, default=95, help="quality of re-encoded and resized JPEGs")
+    g.add_argument(
+        "--verify",
+        choices=["draft", "full", "header"],
+        default="draft",
+        help="how pass-through JPEGs are checked (default: reduced-size decode)",
+    )
+    g.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb bound")
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    if args.num_shards is not None and args.num_shards < 1:
+        raise UsageError("--num-shards must be at least 1")
+    return BuildConfig(
+        metadata=args.metadata,
+        out=args.out,
+        imagenet=args.imagenet,
+        num_shards=args.num_shards,
+        shard_size=args.shard_size,
+        min_shards=args.min_shards,
+        as_of=args.as_of,
+        image=ImageOptions(
+            resize=args.resize, quality=args.jpeg_quality, max_pixels=args.max_pixels, verify=args.verify
+        ),
+        text=text_options_from_args(args),
+    )
+
+
+def print_summary(rep: dict[str, Any], out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"build summary: {out}")
+    table.add_column("input")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    for category in (RECORDS, IMAGES):
+        if category not in rep:
+            continue
+        table.add_row(category, "[bold]input[/bold]", str(rep[category]["input"]))
+        for reason, n in rep[category]["outcomes"].items():
+            table.add_row("", reason, str(n))
+    Console(stderr=True).print(table)
+    if rep["accounting_problems"]:
+        Console(stderr=True).print(f"[red]accounting problems: {rep['accounting_problems']}[/red]")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    config = config_from_args(args)
+    rep = run_build(config, extra)
+    print_summary(rep, config.out)
+    return 1 if rep["accounting_problems"] else 0

@@ -1,0 +1,1 @@
+"""Shard writing (WebDataset tars + Parquet), sizes.json, the manifest and validation."""

@@ -1,0 +1,254 @@
+"""ImageNet's training images, as the ILSVRC-2012 folder or the official tar of per-class tars.
+
+What leaves this module is a *reference* to an image (a path, or a path with the offset and size of
+a member inside a tar), never its bytes: references are what cross Beam's shuffles, so memory stays
+flat as the data grows, and the shard writer reads the bytes itself (:func:`read_image_bytes`).
+
+``ILSVRC2012_img_train.tar`` (~140 GB) holds 1,000 tars, one per class; it is never unpacked. Its
+headers are read once (seeking over the data), and each inner tar is listed through a window on the
+outer file, so an image's offset is absolute in the outer file.
+
+Every directory entry or tar member is accounted for: an image reference, or a named reason
+(``bad_image_name``, ``not_a_class_folder``, ``unknown_class``, ``unsafe_path``, ``not_a_file``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from imagenet_captions.classes import WNID_RE, parse_image_id, wnid_to_label
+from imagenet_captions.errors import UsageError
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg")
+
+
+class Listed(NamedTuple):
+    """One entry of the image listing: a reference (``ref``) or the reason it is not one."""
+
+    key: str
+    ref: dict[str, Any] | None
+    reason: str | None
+    detail: str | None = None
+
+
+def image_ref(
+    key: str, wnid: str, path: str, offset: int | None = None, size: int | None = None
+) -> dict[str, Any]:
+    return {"key": key, "wnid": wnid, "path": path, "offset": offset, "size": size}
+
+
+def classify_name(name: str, folder_wnid: str | None) -> tuple[str | None, str | None, str | None]:
+    """``(key, wnid, None)`` for an image file name like ``n01440764_10026.JPEG``, else ``(None, None, reason)``.
+
+    ``folder_wnid`` is the class the file sits in (folder or inner tar); the file's own wnid must match.
+    """
+    if ".." in name.split("/") or name.startswith("/"):
+        return None, None, "unsafe_path"
+    base = name.rsplit("/", 1)[-1]
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or "." + suffix.lower() not in IMAGE_SUFFIXES:
+        return None, None, "bad_image_name"
+    parsed = parse_image_id(stem)
+    if parsed is None or (folder_wnid is not None and parsed[0] != folder_wnid):
+        return None, None, "bad_image_name"
+    if parsed[0] not in wnid_to_label():
+        return None, None, "unknown_class"
+    return stem, parsed[0], None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The ILSVRC folder: train/<wnid>/<wnid>_<n>.JPEG
+# ---------------------------------------------------------------------------------------------------
+
+
+def train_folder(root: str | Path) -> Path:
+    """The folder holding the class folders: ``root`` itself or its ``train/`` child."""
+    root = Path(root)
+    if (root / "train").is_dir():
+        return root / "train"
+    if not root.is_dir():
+        raise UsageError(f"ImageNet folder not found: {root}")
+    return root
+
+
+def list_top_level(root: str | Path) -> tuple[list[str], list[Listed]]:
+    """The class folders to list (sorted paths), and what else stands at the top level (accounted for)."""
+    top = train_folder(root)
+    folders, others = [], []
+    for entry in sorted(os.scandir(top), key=lambda e: e.name):
+        if entry.is_dir():
+            if WNID_RE.match(entry.name):
+                folders.append(entry.path)
+            else:
+                others.extend(
+                    Listed(f"{entry.name}/{name}", None, "not_a_class_folder")
+                    for name in sorted(os.listdir(entry.path))
+                )
+        else:
+            others.append(Listed(entry.name, None, "not_a_class_folder"))
+    return folders, others
+
+
+def list_class_folder(folder: str) -> Iterator[Listed]:
+    """Every entry of one class folder, as a reference or a reason."""
+    wnid = os.path.basename(folder.rstrip("/"))
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if not entry.is_file():
+            yield Listed(f"{wnid}/{entry.name}", None, "not_a_file")
+            continue
+        key, image_wnid, reason = classify_name(entry.name, wnid)
+        if reason:
+            yield Listed(f"{wnid}/{entry.name}", None, reason)
+        else:
+            yield Listed(key, image_ref(key, image_wnid, entry.path, None, entry.stat().st_size), None)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------
+# ILSVRC2012_img_train.tar: a tar of per-class tars (or a flat tar of images)
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of ``size`` bytes at ``offset`` of a file: an inner tar, unextracted."""
+
+    def __init__(self, f: io.BufferedReader, offset: int, size: int):
+        self._f, self._offset, self._size, self._pos = f, offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + pos))
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        self._f.seek(self._offset + self._pos)
+        data = self._f.read(n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+@dataclass(frozen=True)
+class InnerTar:
+    """A per-class tar inside the outer tar: where its bytes are, and the class its name says."""
+
+    path: str
+    name: str
+    offset: int
+    size: int
+
+
+def plan_tar(path: str | Path) -> tuple[list[InnerTar], list[Listed]]:
+    """Read the outer tar's headers once: its inner tars, and the images or oddities stored directly in it."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"ImageNet tar not found: {path}")
+    inner: list[InnerTar] = []
+    direct: list[Listed] = []
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            for m in tf:
+                direct_or_inner = _classify_member(path, m, None)
+                if isinstance(direct_or_inner, InnerTar):
+                    inner.append(direct_or_inner)
+                elif direct_or_inner is not None:
+                    direct.append(direct_or_inner)
+    except tarfile.ReadError as e:
+        raise UsageError(f"{path}: not a readable tar file: {e}") from None
+    return sorted(inner, key=lambda t: t.name), direct
+
+
+def _classify_member(path: str, m: tarfile.TarInfo, folder_wnid: str | None) -> InnerTar | Listed | None:
+    name = m.name
+    if m.isdir():
+        return None  # directories carry no images; their files are members of their own
+    if ".." in name.split("/") or name.startswith("/"):
+        return Listed(name, None, "unsafe_path")
+    if not m.isfile():
+        return Listed(name, None, "not_a_file")
+    base = name.rsplit("/", 1)[-1]
+    if folder_wnid is None and base.endswith(".tar"):
+        return InnerTar(path, name, m.offset_data, m.size)
+    parent = name.rsplit("/", 2)[-2] if name.count("/") >= 1 else None
+    wnid_hint = folder_wnid or (parent if parent and WNID_RE.match(parent) else None)
+    key, wnid, reason = classify_name(name, wnid_hint)
+    if reason:
+        return Listed(name, None, reason)
+    return Listed(key, image_ref(key, wnid, path, m.offset_data, m.size), None)  # type: ignore[arg-type]
+
+
+def list_inner_tar(inner: InnerTar) -> Iterator[Listed]:
+    """Every member of one per-class tar, with offsets absolute in the outer file."""
+    stem = inner.name.rsplit("/", 1)[-1][: -len(".tar")]
+    if not WNID_RE.match(stem):
+        yield Listed(inner.name, None, "not_a_class_folder")
+        return
+    with open(inner.path, "rb") as f:
+        window = io.BufferedReader(_Window(f, inner.offset, inner.size), 1 << 16)
+        try:
+            with tarfile.open(fileobj=window, mode="r:") as tf:
+                for m in tf:
+                    listed = _classify_member(inner.path, m, stem)
+                    if isinstance(listed, Listed):
+                        if listed.ref is not None:
+                            listed.ref["offset"] += inner.offset
+                        yield listed
+        except tarfile.ReadError as e:
+            yield Listed(inner.name, None, "corrupt_tar", str(e))
+
+
+def is_tar_source(path: str | Path) -> bool:
+    return os.path.isfile(path) and str(path).endswith(".tar")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the bytes back
+# ---------------------------------------------------------------------------------------------------
+
+
+class ImageReader:
+    """Reads referenced image bytes, keeping one open handle per file (a shard reads many members of one tar)."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, io.BufferedReader] = {}
+
+    def read(self, ref: dict[str, Any]) -> bytes:
+        if ref.get("offset") is None:
+            with open(ref["path"], "rb") as f:
+                return f.read()
+        f = self._handles.get(ref["path"])
+        if f is None:
+            f = self._handles[ref["path"]] = open(ref["path"], "rb")  # noqa: SIM115 - closed in close()
+        f.seek(ref["offset"])
+        data = f.read(ref["size"])
+        if len(data) != ref["size"]:
+            raise OSError(f"short read: {len(data)} of {ref['size']} bytes at offset {ref['offset']}")
+        return data
+
+    def close(self) -> None:
+        for f in self._handles.values():
+            f.close()
+        self._handles.clear()
+
+    def __enter__(self) -> ImageReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
