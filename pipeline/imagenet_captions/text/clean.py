@@ -51,6 +51,19 @@ _CONTROL_RE = re.compile(
 # space. NFC cannot attach them, and they render as dotted circles or stack onto the previous word.
 _LONE_MARKS_RE = regex.compile(r"(?:^|(?<=\s))\p{M}+", regex.MULTILINE)
 
+# A necessary sign of mojibake, cheap to look for. UTF-8 read as Latin-1/Windows-1252 turns every
+# multi-byte character into a lead-byte character (U+00C2..U+00F4: Â Ã Ä ... ô) followed by a
+# continuation-byte character (U+0080..U+00BF, or what cp1252 maps 0x80..0x9F to: € ‚ ƒ „ … † ‡ ˆ
+# ‰ Š ‹ Œ Ž ‘ ’ “ ” • – — ˜ ™ š › œ ž Ÿ, or U+FFFD where a byte was lost, or a space where a
+# non-breaking space was, after Â or Ã). UTF-8 read as Windows-1251 turns into Cyrillic, so Cyrillic text always
+# goes to ftfy's own test. Text with neither cannot be what ftfy fixes, and skips its (about
+# 15 us per line) badness regex.
+_MOJIBAKE_HINT_RE = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6"
+    "\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac"
+    "\u2122\ufffd]|[\u00c2\u00c3] |[\u0400-\u04ff]"
+)
+
 _HSPACE_RE = re.compile(r"[^\S\n]+")  # any whitespace except newline
 _ANY_SPACE_RE = re.compile(r"\s+")
 _SPACE_AROUND_NL_RE = re.compile(r" ?\n ?")
@@ -69,6 +82,7 @@ _FTFY_CONFIG = ftfy.TextFixerConfig(
 #: Entity decoding stops after this many rounds even if the text still changes (a hostile input
 #: like ``&amp;amp;amp;...`` 10,000 deep must not loop for ever; real Flickr text needs 1-3).
 MAX_UNESCAPE_ROUNDS = 8
+_FTFY_CHUNK = 100_000
 
 
 def remove_surrogates(s: str) -> str:
@@ -116,12 +130,25 @@ def unescape_entities(s: str) -> str:
 def fix_mojibake(s: str) -> str:
     """ftfy's encoding repair, run only where it can matter.
 
-    ASCII text cannot be mojibake, and ftfy's own badness test (one regex search) says whether a
-    text has any sign of it; only then is the full (slower) ``fix_text`` run.
+    ASCII text cannot be mojibake; a text without a lead-byte/continuation-byte pair (or Cyrillic)
+    cannot be the mojibake ftfy repairs; of the rest, ftfy's own badness test says whether a text has
+    any sign of it, and only then is the full (slower) ``fix_text`` run.
     """
-    if s.isascii() or not is_bad(s):
+    if s.isascii() or _MOJIBAKE_HINT_RE.search(s) is None or not is_bad(s):
         return s
-    return ftfy.fix_text(s, _FTFY_CONFIG)
+    if len(s) <= _FTFY_CHUNK:
+        return ftfy.fix_text(s, _FTFY_CONFIG)
+    # ftfy leaves any single line longer than its max_decode_length (1M) unrepaired, so a huge
+    # one-line text is repaired in pieces cut at whitespace (mojibake sequences contain none).
+    pieces, i = [], 0
+    while i < len(s):
+        end = min(len(s), i + _FTFY_CHUNK)
+        if end < len(s):
+            cut = max(s.rfind(" ", i, end), s.rfind("\n", i, end))
+            end = cut + 1 if cut > i else end
+        pieces.append(ftfy.fix_text(s[i:end], _FTFY_CONFIG))
+        i = end
+    return "".join(pieces)
 
 
 def to_nfc(s: str) -> str:
