@@ -190,6 +190,8 @@ class FlickrClient:
         self.stats = CallStats()
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
+        #: Set when Flickr says a key is invalid: every later call is refused here, unsent.
+        self.fatal: InvalidKeyError | None = None
 
     @property
     def n_keys(self) -> int:
@@ -216,6 +218,8 @@ class FlickrClient:
         async with self._slots:
             for attempt in range(1, self.retry.max_attempts + 1):
                 index = await self.pool.acquire()
+                if self.fatal is not None:  # another call found the key invalid: no more calls
+                    raise self.fatal
                 try:
                     answer = await self._call(photo_id, index)
                 except _Transient as t:
@@ -286,10 +290,11 @@ class FlickrClient:
             code = _as_int(data.get("code"))
             if code == INVALID_KEY_CODE:
                 self.stats.add("code_100")
-                raise InvalidKeyError(
+                self.fatal = InvalidKeyError(
                     f"Flickr says API key #{index + 1} of {len(self._keys)} is invalid (code 100): "
                     "check FLICKR_API_KEY / --api-key-file"
                 )
+                raise self.fatal
             if code in RETRY_CODES:
                 self.stats.add(f"code_{code}")
                 raise _Transient(f"Flickr code {code}", retry_after)

@@ -306,8 +306,15 @@ def store_lock(directory: str) -> Iterator[None]:
 
 
 # -- reading ------------------------------------------------------------------------------------
+def resolve(directory: str) -> str:
+    """A harvest's out dir or its ``responses/`` folder: both name the store."""
+    inner = os.path.join(directory, RESPONSES)
+    return inner if os.path.isdir(inner) else directory
+
+
 def read_answers(directory: str) -> list[StoredAnswer]:
     """Every stored answer version (parts and not-yet-compacted journals), deduplicated."""
+    directory = resolve(directory)
     if not os.path.isdir(directory):
         raise UsageError(f"no response store at {directory}")
     answers: list[StoredAnswer] = []

@@ -1,0 +1,116 @@
+"""``imagenet-captions harvest``: Flickr metadata for ImageNet's URL list, at the key's quota.
+
+    imagenet-captions harvest --urls fall11_urls.txt[.gz] --out DIR [--endpoint URL] [--qps F]
+                              [--limit N] [--refresh AGE] [--api-key-file FILE]
+    imagenet-captions harvest --out DIR --export release.json [--as-of DATE]
+    imagenet-captions harvest --out DIR --diff imagenet_captions.json [--diff-out FILE]
+
+The key comes from ``$FLICKR_API_KEY`` (comma-separated for several keys) or ``--api-key-file``,
+never from the command line. Progress (calls, rate, answers by status, time left at the quota) is
+logged every ``--progress-every`` seconds; the run's accounting is ``DIR/harvest_report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from datetime import datetime, timezone
+
+from imagenet_captions.errors import UsageError
+from imagenet_captions.flickr.client import DEFAULT_ENDPOINT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--urls", help="ImageNet URL list (fall11_urls.txt, plain or .gz)")
+    parser.add_argument("--out", required=True, help="harvest directory (responses/ and reports go here)")
+    parser.add_argument(
+        "--endpoint", default=DEFAULT_ENDPOINT, help="Flickr REST endpoint (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--qps",
+        type=float,
+        default=0.95,
+        help="calls per second per key (default 0.95: Flickr allows 3,600/hour)",
+    )
+    parser.add_argument("--burst", type=int, default=1, help="calls a key may make back to back (default 1)")
+    parser.add_argument("--limit", type=int, help="fetch at most N photos this run (the N smallest ids)")
+    parser.add_argument("--refresh", metavar="AGE", help="fetch again answers older than AGE (30d, 12h, 90m)")
+    parser.add_argument("--api-key-file", help="file with one API key per line (default: $FLICKR_API_KEY)")
+    parser.add_argument("--concurrency", type=int, help="calls in flight (default: enough for the quota)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+    parser.add_argument(
+        "--max-attempts", type=int, default=8, help="calls per photo before giving up (default 8)"
+    )
+    parser.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
+    parser.add_argument(
+        "--fsync-every", type=int, default=64, help="journal fsync batch, in answers (default 64)"
+    )
+    parser.add_argument(
+        "--fsync-interval",
+        type=float,
+        default=0.25,
+        help="longest wait before a journal fsync, seconds (0.25)",
+    )
+    parser.add_argument("--export", metavar="FILE", help="write the store as release-format JSON")
+    parser.add_argument("--as-of", help="with --export/--diff: the answers as of this date (ISO 8601, UTC)")
+    parser.add_argument("--diff", metavar="RELEASE", help="compare the store with a release JSON file")
+    parser.add_argument(
+        "--diff-out", metavar="FILE", help="where the diff report goes (default DIR/diff_report.json)"
+    )
+
+
+def parse_date(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--as-of wants an ISO date like 2024-01-31 or 2024-01-31T12:00:00Z, not {text!r}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from imagenet_captions.flickr import export, pipeline, store
+
+    # Beam logs each string type hint it meets (and more) at INFO; keep the progress lines readable.
+    if not args.verbose:
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    if not (args.urls or args.export or args.diff):
+        raise UsageError("nothing to do: give --urls to harvest, --export FILE or --diff RELEASE")
+    if args.qps <= 0:
+        raise UsageError("--qps must be positive")
+    as_of = parse_date(args.as_of)
+    if args.urls:
+        overrides = {
+            "endpoint": args.endpoint,
+            "qps": args.qps,
+            "burst": args.burst,
+            "concurrency": args.concurrency,
+            "timeout": args.timeout,
+            "max_attempts": args.max_attempts,
+            "api_key_file": args.api_key_file,
+            "fsync_every": args.fsync_every,
+            "fsync_interval": args.fsync_interval,
+            "progress_every": args.progress_every,
+        }
+        refresh = None if args.refresh is None else pipeline.parse_age(args.refresh)
+        report = pipeline.run_harvest(args.urls, args.out, overrides, args.limit, refresh, extra)
+        print(
+            f"harvest: lines {json.dumps(report['lines'])}; photos {json.dumps(report['photos'])}; "
+            f"fetched {json.dumps(report['fetched'])}; calls {report['calls']['calls'] if report['calls'] else 0}; "
+            f"report {os.path.join(args.out, pipeline.REPORT)}"
+        )
+    rdir = store.responses_dir(args.out)
+    if args.export:
+        n = export.export_release(rdir, args.export, as_of)
+        print(f"export: {n} records -> {args.export}")
+    if args.diff:
+        report = export.diff_release(rdir, args.diff, as_of)
+        path = args.diff_out or os.path.join(args.out, "diff_report.json")
+        export.write_diff(report, path)
+        print(f"diff: {json.dumps(report['counts'])} -> {path}")
+    return 0
