@@ -1,0 +1,231 @@
+"""Batched inference and top-1 scoring over the evaluation sets.
+
+File reading runs in DataLoader workers. On CUDA the workers hand over the raw bytes and the JPEGs
+of a batch are decoded together on the GPU (``torchvision.io.decode_jpeg(list, device="cuda")``, as
+the training loader does); anything nvJPEG cannot take (PNG, CMYK, a corrupt stream) is decoded on
+the CPU instead and counted in ``cpu_decode_fallback``. Resize, centre crop and normalisation then
+run on the GPU. Without CUDA the workers decode with PIL and apply the same preprocessing (the
+model's ``preprocess`` contract: shorter side to ``resize``, centre crop ``image_size``, mean/std).
+
+An image that cannot be decoded at all is not scored and is counted as ``unreadable_image``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from imagenet_captions.eval.datasets import EvalSet
+from imagenet_captions.eval.heads import predict
+
+log = logging.getLogger(__name__)
+_JPEG_MAGIC = b"\xff\xd8"
+
+
+def _interpolation(name: str):
+    from torchvision.transforms import InterpolationMode
+
+    return InterpolationMode(str(name).lower())
+
+
+def cpu_transform(preprocess: Mapping, border: int = 0) -> Callable[[bytes], torch.Tensor]:
+    """bytes -> normalised [3, S, S] float tensor, decoded with PIL (the CPU path)."""
+    from torchvision import transforms as T
+
+    steps = [
+        T.Resize(
+            int(preprocess.get("resize", preprocess["image_size"])),
+            _interpolation(preprocess["interpolation"]),
+        ),
+        T.CenterCrop(int(preprocess["image_size"])),
+        T.ToTensor(),
+        T.Normalize(preprocess["mean"], preprocess["std"]),
+    ]
+    tf = T.Compose(steps)
+
+    def run(data: bytes) -> torch.Tensor:
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert("RGB")
+            if border:
+                im = ImageOps.crop(im, border=border)
+            return tf(im)
+
+    return run
+
+
+class _Files(torch.utils.data.Dataset):
+    """Reads file i: raw bytes (GPU decode) or a preprocessed tensor (CPU decode); None if unreadable."""
+
+    def __init__(self, paths: Sequence[str], transform: Callable[[bytes], torch.Tensor] | None) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        with open(self.paths[i], "rb") as fh:
+            data = fh.read()
+        if self.transform is None:
+            return i, torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        try:
+            return i, self.transform(data)
+        except Exception as e:  # a corrupt or truncated file: counted, not fatal
+            log.warning("cannot decode %s: %s", self.paths[i], e)
+            return i, None
+
+
+def _collate(items):
+    return [i for i, _ in items], [x for _, x in items]
+
+
+@dataclass
+class GpuPreprocess:
+    """Decode a batch of encoded images on the GPU and preprocess it there."""
+
+    preprocess: Mapping
+    device: torch.device
+    border: int = 0
+    cpu_fallback: int = 0
+    unreadable: int = 0
+    _mean: torch.Tensor = field(init=False)
+    _std: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._mean = torch.tensor(self.preprocess["mean"], device=self.device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(self.preprocess["std"], device=self.device).view(1, 3, 1, 1) * 255
+
+    def decode(self, blobs: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+        from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+        out: list[torch.Tensor | None] = [None] * len(blobs)
+        jpeg_idx = [i for i, b in enumerate(blobs) if bytes(b[:2].tolist()) == _JPEG_MAGIC]
+        try:
+            decoded = decode_jpeg([blobs[i] for i in jpeg_idx], mode=ImageReadMode.RGB, device=self.device)
+            for i, img in zip(jpeg_idx, decoded, strict=True):
+                out[i] = img
+        except RuntimeError:  # one bad stream fails the batch: retry one by one
+            for i in jpeg_idx:
+                with contextlib.suppress(RuntimeError):
+                    out[i] = decode_jpeg(blobs[i], mode=ImageReadMode.RGB, device=self.device)
+        for i, b in enumerate(blobs):
+            if out[i] is not None:
+                continue
+            self.cpu_fallback += 1
+            try:
+                out[i] = decode_image(b, mode=ImageReadMode.RGB).to(self.device, non_blocking=True)
+            except RuntimeError:
+                try:
+                    with Image.open(io.BytesIO(b.numpy().tobytes())) as im:
+                        arr = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+                    out[i] = arr.to(self.device)
+                except Exception:
+                    self.unreadable += 1
+        return out
+
+    def __call__(self, blobs: Sequence[torch.Tensor]) -> tuple[list[int], torch.Tensor]:
+        """(positions in ``blobs`` that decoded, [N, 3, S, S] float batch)."""
+        from torchvision.transforms.v2 import functional as TF
+
+        size = int(self.preprocess["image_size"])
+        resize = int(self.preprocess.get("resize", size))
+        interp = _interpolation(self.preprocess["interpolation"])
+        kept, images = [], []
+        for i, img in enumerate(self.decode(blobs)):
+            if img is None:
+                continue
+            if self.border:
+                b = self.border
+                img = img[:, b : img.shape[1] - b, b : img.shape[2] - b]
+            img = TF.resize(img, [resize], interpolation=interp, antialias=True)
+            images.append(TF.center_crop(img, [size, size]))
+            kept.append(i)
+        if not images:
+            return kept, torch.empty(0, 3, size, size, device=self.device)
+        batch = torch.stack(images).float()
+        return kept, (batch - self._mean) / self._std
+
+
+@dataclass
+class Scorer:
+    """Counts top-1 hits for one reported key over (a subset of) an EvalSet's images."""
+
+    key: str
+    class_sublist: Sequence[int] | None
+    #: Only images whose true class is in this set are scored (None: all images).
+    only_classes: frozenset[int] | None = None
+    correct: int = 0
+    total: int = 0
+
+    def update(self, logits: torch.Tensor, targets: Sequence[tuple[int, ...]]) -> None:
+        preds = predict(logits, self.class_sublist).tolist()
+        for pred, target in zip(preds, targets, strict=True):
+            if self.only_classes is not None and target[0] not in self.only_classes:
+                continue
+            self.total += 1
+            self.correct += int(pred in target)
+
+    @property
+    def top1(self) -> float:
+        return self.correct / self.total if self.total else float("nan")
+
+
+def run_set(
+    head: Callable[[torch.Tensor], torch.Tensor],
+    evalset: EvalSet,
+    preprocess: Mapping,
+    scorers: Sequence[Scorer],
+    device: torch.device,
+    batch_size: int = 256,
+    workers: int = 4,
+    limit: int | None = None,
+) -> dict:
+    """Run ``head`` over ``evalset`` and update ``scorers``; returns counts and throughput."""
+    paths = evalset.paths[:limit] if limit else evalset.paths
+    targets = evalset.targets[:limit] if limit else evalset.targets
+    on_gpu = device.type == "cuda"
+    files = _Files(paths, None if on_gpu else cpu_transform(preprocess, evalset.border))
+    loader = torch.utils.data.DataLoader(
+        files,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
+    gpu = GpuPreprocess(preprocess, device, evalset.border) if on_gpu else None
+    unreadable = 0
+    start = time.perf_counter()
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+        for idx, items in loader:
+            if gpu is not None:
+                kept, batch = gpu(items)
+            else:
+                kept = [k for k, x in enumerate(items) if x is not None]
+                unreadable += len(items) - len(kept)
+                batch = torch.stack([items[k] for k in kept]) if kept else None
+            if not kept:
+                continue
+            logits = head(batch.to(device, non_blocking=True)).float()
+            batch_targets = [targets[idx[k]] for k in kept]
+            for s in scorers:
+                s.update(logits, batch_targets)
+    elapsed = time.perf_counter() - start
+    if gpu is not None:
+        unreadable += gpu.unreadable
+    return {
+        "images": len(paths),
+        "seconds": elapsed,
+        "images_per_s": len(paths) / elapsed if elapsed else float("nan"),
+        "unreadable_image": unreadable,
+        "cpu_decode_fallback": gpu.cpu_fallback if gpu is not None else 0,
+        "decode": "gpu" if on_gpu else "cpu",
+    }
