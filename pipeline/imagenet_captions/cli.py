@@ -19,8 +19,17 @@ from imagenet_captions.errors import UsageError
 COMMANDS: dict[str, tuple[str, str, bool]] = {
     "demo": ("imagenet_captions.demo", "build the bundled sample end to end (no network, no key)", True),
     "build": ("imagenet_captions.build", "build caption tables and WebDataset shards", True),
+    "validate": (
+        "imagenet_captions.shards.validate",
+        "check a build's shards, Parquet, sizes and report",
+        False,
+    ),
     "harvest": ("imagenet_captions.flickr.command", "fetch Flickr metadata for ImageNet's URL list", True),
-    "train": ("imagenet_captions.train.command", "train CLIP or the cross-entropy baseline on the shards", False),
+    "train": (
+        "imagenet_captions.train.command",
+        "train CLIP or the cross-entropy baseline on the shards",
+        False,
+    ),
     "eval": ("imagenet_captions.eval.command", "accuracy on ImageNet + 5 shifts; eval robustness", False),
 }
 

@@ -1,0 +1,214 @@
+"""``imagenet-captions validate <out>``: check a build's outputs against each other and the rules.
+
+What it checks, without trusting any one file:
+- every tar is complete and readable to its end, every member is a regular file of our names;
+- keys are unique across all shards, valid image ids (no dot), and each sample has exactly the
+  members jpg, txt, json, cls;
+- each tar matches its Parquet file row for row (same keys in the same order; label, caption and
+  the .jpg size agree), and each ``.jpg`` is a whole JPEG (start and end markers; ``--decode``
+  decodes every image too);
+- ``sizes.json``, ``manifest.json`` and ``report.json`` agree with what is on disk.
+Exit status 0 when all hold; 1 with the list of problems otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from imagenet_captions.classes import parse_image_id
+from imagenet_captions.errors import UsageError
+from imagenet_captions.shards import layout
+
+MAX_PROBLEMS_SHOWN = 50
+
+
+def _tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {ext: bytes}) in tar order; raises tarfile.TarError/OSError on a broken tar."""
+    current, members = None, {}
+    with tarfile.open(path, "r:") as tf:
+        for m in tf:
+            if not m.isfile():
+                raise tarfile.TarError(f"member {m.name!r} is not a regular file")
+            key, dot, ext = m.name.partition(".")
+            if not dot or "/" in m.name:
+                raise tarfile.TarError(f"member {m.name!r} is not <key>.<ext>")
+            data = tf.extractfile(m).read()  # type: ignore[union-attr]
+            if len(data) != m.size:
+                raise tarfile.TarError(f"member {m.name!r} is truncated ({len(data)} of {m.size} bytes)")
+            if key != current:
+                if current is not None:
+                    yield current, members
+                current, members = key, {}
+            if ext in members:
+                raise tarfile.TarError(f"member {m.name!r} appears twice")
+            members[ext] = data
+    if current is not None:
+        yield current, members
+
+
+def _check_jpeg(data: bytes, decode: bool) -> str | None:
+    if not data.startswith(b"\xff\xd8"):
+        return "does not start with a JPEG marker"
+    if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return "has no JPEG end marker (truncated?)"
+    if decode:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+        except Exception as e:  # any decoder failure is a finding, not a crash
+            return f"does not decode: {e}"
+    return None
+
+
+def validate_shard(tar_path: str, parquet_path: str, decode: bool = False) -> tuple[list[str], list[str]]:
+    """(keys in the tar, problems) for one shard and its Parquet file."""
+    name = os.path.basename(tar_path)
+    problems: list[str] = []
+    keys: list[str] = []
+    samples: list[tuple[str, dict[str, bytes]]] = []
+    try:
+        samples = list(_tar_samples(tar_path))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        return [], [f"{name}: unreadable or incomplete tar: {e}"]
+    for key, members in samples:
+        keys.append(key)
+        if parse_image_id(key) is None:
+            problems.append(f"{name}: key {key!r} is not an ImageNet image id")
+        if sorted(members) != sorted(layout.MEMBER_EXTENSIONS):
+            problems.append(
+                f"{name}: {key} has members {sorted(members)}, expected {list(layout.MEMBER_EXTENSIONS)}"
+            )
+            continue
+        bad = _check_jpeg(members["jpg"], decode)
+        if bad:
+            problems.append(f"{name}: {key}.jpg {bad}")
+    if not os.path.exists(parquet_path):
+        return keys, [*problems, f"{name}: no Parquet file {os.path.basename(parquet_path)}"]
+    try:
+        rows = pq.read_table(parquet_path, columns=["key", "label", "caption", "jpg_bytes"]).to_pylist()
+    except Exception as e:
+        return keys, [*problems, f"{os.path.basename(parquet_path)}: unreadable Parquet: {e}"]
+    if [r["key"] for r in rows] != keys:
+        problems.append(
+            f"{name}: Parquet rows ({len(rows)}) do not match the tar's samples ({len(keys)}) in order"
+        )
+        return keys, problems
+    for row, (key, members) in zip(rows, samples, strict=True):
+        if set(members) != set(layout.MEMBER_EXTENSIONS):
+            continue
+        if members["cls"] != str(row["label"]).encode():
+            problems.append(f"{name}: {key} .cls {members['cls']!r} != Parquet label {row['label']}")
+        if members["txt"] != row["caption"].encode():
+            problems.append(f"{name}: {key} .txt differs from the Parquet caption")
+        if row["jpg_bytes"] != len(members["jpg"]):
+            problems.append(
+                f"{name}: {key} .jpg has {len(members['jpg'])} bytes, Parquet says {row['jpg_bytes']}"
+            )
+        try:
+            if json.loads(members["json"])["key"] != key:
+                problems.append(f"{name}: {key}.json names another key")
+        except (ValueError, KeyError) as e:
+            problems.append(f"{name}: {key}.json is not a record: {e}")
+    return keys, problems
+
+
+def _load_json(path: str, problems: list[str]) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        problems.append(f"missing {os.path.basename(path)}")
+    except ValueError as e:
+        problems.append(f"{os.path.basename(path)} is not JSON: {e}")
+    return None
+
+
+def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """(summary, problems) for a build output directory (shards, or a text-only captions table)."""
+    shard_dir = os.path.join(out, layout.SHARD_DIR)
+    text_only = not os.path.isdir(shard_dir)
+    if text_only:
+        shard_dir = os.path.join(out, layout.CAPTIONS_DIR)
+    if not os.path.isdir(shard_dir):
+        raise UsageError(
+            f"{out} holds no {layout.SHARD_DIR}/ or {layout.CAPTIONS_DIR}/ folder: not a build output"
+        )
+    problems: list[str] = []
+    names = sorted(os.listdir(shard_dir))
+    leftovers = [n for n in names if n.endswith(".tmp")]
+    problems += [f"unfinished file left behind: {n}" for n in leftovers]
+    counts: dict[str, int] = {}
+    seen: dict[str, str] = {}
+    if text_only:
+        for n in (n for n in names if n.endswith(".parquet")):
+            try:
+                keys = pq.read_table(os.path.join(shard_dir, n), columns=["key"]).column("key").to_pylist()
+            except Exception as e:
+                problems.append(f"{n}: unreadable Parquet: {e}")
+                continue
+            counts[n] = len(keys)
+            problems += _duplicates(keys, n, seen)
+    else:
+        tars = [n for n in names if n.endswith(".tar")]
+        orphans = {n[: -len(".parquet")] for n in names if n.endswith(".parquet")} - {t[:-4] for t in tars}
+        problems += [f"{o}.parquet has no tar" for o in sorted(orphans)]
+        for n in tars:
+            keys, shard_problems = validate_shard(
+                os.path.join(shard_dir, n), os.path.join(shard_dir, n[:-4] + ".parquet"), decode
+            )
+            counts[n] = len(keys)
+            problems += shard_problems
+            problems += _duplicates(keys, n, seen)
+    sizes = _load_json(os.path.join(shard_dir, layout.SIZES_FILE), problems)
+    if sizes is not None and sizes != counts:
+        problems.append(f"sizes.json {sizes} does not match the shards on disk {counts}")
+    manifest = _load_json(os.path.join(shard_dir, layout.MANIFEST_FILE), problems)
+    if manifest is not None:
+        listed = sorted(f for e in manifest.get("shards", {}).values() for f in e["files"])
+        on_disk = sorted(n for n in names if n.endswith((".tar", ".parquet")))
+        if listed != on_disk:
+            problems.append(f"manifest.json lists {len(listed)} shard files, {len(on_disk)} are on disk")
+    rep = _load_json(os.path.join(out, layout.REPORT_FILE), problems)
+    total = sum(counts.values())
+    if rep is not None:
+        if rep.get("written") != total:
+            problems.append(f"report.json says {rep.get('written')} written, the shards hold {total}")
+        problems += [f"report.json: {p}" for p in rep.get("accounting_problems", [])]
+    summary = {"dir": shard_dir, "shards": len(counts), "samples": total, "text_only": text_only}
+    return summary, problems
+
+
+def _duplicates(keys: list[str], shard: str, seen: dict[str, str]) -> list[str]:
+    problems = []
+    for key in keys:
+        if key in seen:
+            problems.append(f"key {key} is in {seen[key]} and {shard}")
+        else:
+            seen[key] = shard
+    return problems
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="a build output directory (the --out of build)")
+    parser.add_argument("--decode", action="store_true", help="also decode every image (slow)")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    summary, problems = validate_build(args.out, args.decode)
+    for p in problems[:MAX_PROBLEMS_SHOWN]:
+        print(f"PROBLEM {p}")
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        print(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
+    state = "OK" if not problems else f"{len(problems)} problems"
+    print(f"{state}: {summary['shards']} shards, {summary['samples']} samples in {summary['dir']}")
+    return 0 if not problems else 1
