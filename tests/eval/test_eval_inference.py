@@ -36,13 +36,13 @@ class ColourNet(torch.nn.Module):
 
     def __init__(self, colours: dict[int, tuple[int, int, int]]) -> None:
         super().__init__()
-        self.idx = torch.tensor(list(colours))
-        self.colours = torch.tensor(list(colours.values()), dtype=torch.float32) / 255
+        self.register_buffer("idx", torch.tensor(list(colours)))
+        self.register_buffer("colours", torch.tensor(list(colours.values()), dtype=torch.float32) / 255)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rgb = (x * 0.25 + 0.5).mean(dim=(2, 3))
+        rgb = (x.float() * 0.25 + 0.5).mean(dim=(2, 3))
         d = ((rgb[:, None, :] - self.colours[None]) ** 2).sum(-1)
-        out = torch.full((x.shape[0], 1000), -1000.0)
+        out = torch.full((x.shape[0], 1000), -1000.0, device=x.device)
         out[:, self.idx] = -10 * d
         return out
 
@@ -71,8 +71,9 @@ COLOURS = {  # six distinct classes
 assert len(COLOURS) == 6
 
 
-def _model() -> LoadedModel:
-    return LoadedModel("classifier", ColourNet(COLOURS), None, PRE, W, {}, torch.device("cpu"), "test")
+def _model(device: str = "cpu") -> LoadedModel:
+    net = ColourNet(COLOURS).to(device)
+    return LoadedModel("classifier", net, None, PRE, W, {}, torch.device(device), "test")
 
 
 @pytest.fixture
@@ -112,6 +113,17 @@ def test_evaluate_scores_each_set_with_its_class_subset(data_root: Path) -> None
         and result["imagenet@imagenet-a"] != result["imagenet@imagenet-a"]
     )  # NaN: no image of A's classes
     assert set(d["not_found"]) == {"imagenet-v2", "imagenet-sketch", "imagenet-a"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run on the GPU machine)")
+def test_cuda_path_decodes_on_the_gpu_and_gives_the_same_accuracies(data_root: Path) -> None:
+    cpu = evaluate(_model("cpu"), data_root, batch_size=2, workers=0)
+    gpu = evaluate(_model("cuda"), data_root, batch_size=2, workers=2)
+    for key in ("imagenet", "imagenet@imagenet-r", "imagenet-r", "objectnet"):
+        assert gpu[key] == pytest.approx(cpu[key]), key
+    d = gpu["details"]["datasets"]
+    assert d["imagenet"]["decode"] == "gpu" and d["imagenet"]["cpu_decode_fallback"] == 0
+    assert d["objectnet"]["cpu_decode_fallback"] == 4  # ObjectNet's PNGs are decoded on the CPU, counted
 
 
 def test_objectnet_border_crop_changes_the_answer(tmp_path: Path, image_writer) -> None:

@@ -1,0 +1,211 @@
+"""Inference throughput: RN50 at 224 px from a folder of JPEGs, decoded on the GPU when there is one.
+
+``measure_inference`` is what ``benchmarks/bench_gpu.py`` calls for the eval number (issue 7's
+target: at least 10,000 images/s on an H200 for ImageNet-sized JPEGs). It runs the same pipeline as
+``imagenet-captions eval`` (file reading in DataLoader workers, batched ``decode_jpeg`` on the GPU,
+resize/crop/normalise on the GPU, bf16 autocast, channels-last), and also times the model alone on
+a resident batch and the decode+preprocess alone, so a shortfall can be attributed.
+
+Run by hand::
+
+    python -m imagenet_captions.eval.bench --make-jpegs 2000 --folder /tmp/jpegs   # synthetic 500x375
+    python -m imagenet_captions.eval.bench --folder /tmp/jpegs --device cuda --batch-size 256 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imagenet_captions.errors import UsageError
+from imagenet_captions.eval.inference import GpuPreprocess, _collate, _Files, cpu_transform
+
+RN50_PREPROCESS = {
+    "image_size": 224,
+    "resize": 256,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "interpolation": "bilinear",
+}
+
+
+def write_test_jpegs(
+    folder: str | Path, n: int, size: tuple[int, int] = (500, 375), seed: int = 0
+) -> list[Path]:
+    """``n`` photo-like JPEGs (smooth gradients, shapes, mild noise; ~ImageNet's 500x375 and quality)."""
+    from PIL import Image, ImageDraw
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = []
+    for i in range(n):
+        base = np.stack(
+            [
+                (np.sin(xx / rng.uniform(20, 90) + c) * 0.5 + 0.5)
+                * (np.cos(yy / rng.uniform(20, 90)) * 0.5 + 0.5)
+                for c in range(3)
+            ],
+            axis=-1,
+        )
+        img = (base * 200 + rng.normal(0, 20, (h, w, 3))).clip(0, 255).astype(np.uint8)
+        im = Image.fromarray(img)
+        draw = ImageDraw.Draw(im)
+        for _ in range(6):
+            x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
+            box = [x0, y0, x0 + int(rng.integers(20, 200)), y0 + int(rng.integers(20, 200))]
+            draw.ellipse(box, fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+        path = folder / f"img_{i:06d}.jpg"
+        im.save(path, "JPEG", quality=90)
+        out.append(path)
+    return out
+
+
+def _jpegs(folder: str | Path) -> list[str]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"{folder} is not a directory")
+    paths = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    if not paths:
+        raise UsageError(f"no JPEGs under {folder}")
+    return paths
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_inference(
+    folder: str,
+    device: str,
+    batch_size: int,
+    seconds: float,
+    *,
+    model_name: str = "resnet50",
+    image_size: int = 224,
+    workers: int | None = None,
+    warmup_batches: int = 3,
+) -> dict:
+    """Images/s of RN50 (random weights: speed does not depend on them) at 224 px over ``folder``.
+
+    End to end for about ``seconds``, then the model alone and the decode alone for about a third
+    of that each. The folder is cycled through as often as needed. ``model_name`` (a torchvision
+    classifier) and ``image_size`` exist for a tiny CPU smoke run; the measured number is RN50 at 224.
+    """
+    import torchvision
+
+    dev = torch.device(device)
+    paths = _jpegs(folder)
+    on_gpu = dev.type == "cuda"
+    workers = workers if workers is not None else min(16, os.cpu_count() or 1)
+    model = (
+        getattr(torchvision.models, model_name)(weights=None)
+        .eval()
+        .to(dev, memory_format=torch.channels_last)
+    )
+    pre = dict(RN50_PREPROCESS, image_size=image_size, resize=round(image_size * 256 / 224))
+    files = _Files(paths, None if on_gpu else cpu_transform(pre))
+    loader = torch.utils.data.DataLoader(
+        files,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers else None,
+        drop_last=len(paths) >= batch_size,
+    )
+    gpu = GpuPreprocess(pre, dev) if on_gpu else None
+
+    def batches():
+        while True:
+            yield from loader
+
+    def prepare(items) -> torch.Tensor:
+        if gpu is not None:
+            return gpu(items)[1]
+        return torch.stack([x for x in items if x is not None])
+
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=on_gpu)
+    it = batches()
+    with torch.inference_mode(), autocast:
+        for _ in range(warmup_batches):
+            _, items = next(it)
+            model(prepare(items).contiguous(memory_format=torch.channels_last))
+        _sync(dev)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            _, items = next(it)
+            batch = prepare(items).contiguous(memory_format=torch.channels_last)
+            model(batch).argmax(dim=1)
+            n += batch.shape[0]
+        _sync(dev)
+        end_to_end = n / (time.perf_counter() - start)
+
+        resident = torch.randn(batch_size, 3, image_size, image_size, device=dev).contiguous(
+            memory_format=torch.channels_last
+        )
+        m, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            model(resident).argmax(dim=1)
+            _sync(dev)
+            m += batch_size
+        model_only = m / (time.perf_counter() - start)
+
+        d, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            _, items = next(it)
+            d += prepare(items).shape[0]
+        _sync(dev)
+        decode_only = d / (time.perf_counter() - start)
+    return {
+        "model": model_name,
+        "image_size": image_size,
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if on_gpu else "cpu",
+        "decode": "gpu (torchvision.io.decode_jpeg, batched)" if on_gpu else "cpu (PIL in workers)",
+        "batch_size": batch_size,
+        "workers": workers,
+        "files": len(paths),
+        "images": n,
+        "images_per_s": end_to_end,
+        "model_only_images_per_s": model_only,
+        "decode_preprocess_only_images_per_s": decode_only,
+        "cpu_decode_fallback": gpu.cpu_fallback if gpu is not None else 0,
+        "precision": "bf16 autocast, channels_last" if on_gpu else "fp32",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--folder", required=True)
+    p.add_argument("--make-jpegs", type=int, default=0, help="first write this many synthetic 500x375 JPEGs")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--workers", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.make_jpegs:
+        write_test_jpegs(args.folder, args.make_jpegs)
+        if args.seconds <= 0:
+            return 0
+    print(
+        json.dumps(
+            measure_inference(args.folder, args.device, args.batch_size, args.seconds, workers=args.workers),
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
