@@ -79,18 +79,26 @@ def _jsonable(obj: Any) -> Any:
 
 
 def read_metadata(spec: str, as_of: str | None) -> Iterator[tuple[dict[str, Any] | None, str | None, str]]:
-    """Raw records from a metadata source, as ``(record, None, key)`` or ``(None, reason, key)``."""
+    """Raw records from a metadata source, as ``(record, None, key)`` or ``(None, reason, key)``.
+
+    From a harvested response store, every image id in the store is one input: its photo's answer is
+    a record when ``ok``, else the outcome ``flickr_not_found`` / ``flickr_failed`` / ``flickr_gave_up``.
+    """
     kind, _, path = spec.partition(":")
     if kind == "release":
-        items: Iterator[Any] = release.iter_release_items(path)
+        for item in release.iter_release_items(path):
+            yield release.to_raw_record(item)
     elif kind == "responses":
-        from imagenet_captions.flickr.store import iter_release_records
+        from imagenet_captions.flickr.store import iter_image_status, iter_release_records
 
-        items = iter_release_records(path, _parse_date(as_of))
+        date = _parse_date(as_of)
+        for item in iter_release_records(path, date):
+            yield release.to_raw_record(item)
+        for status in iter_image_status(path, date):
+            if status["status"] != "ok":
+                yield None, f"flickr_{status['status']}", status["image_id"]
     else:
         raise UsageError(f"unknown metadata kind {kind!r}: use release:<file> or responses:<dir>")
-    for item in items:
-        yield release.to_raw_record(item)
 
 
 def choose_record(records: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
@@ -345,6 +353,13 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
     text = unique.records | "Text" >> CleanText(config.text)
     cleaned = text["records"] | "Label" >> beam.Map(with_label)
     outcomes.append(text["dropped"] | "TextDrops" >> beam.Map(lambda kr: (RECORDS, kr[1], kr[0], "")))
+    # Keys whose record was dropped before the join: their images are "record_dropped", not "no_record".
+    dropped_keys = (
+        (read.outcome, unique.outcome)
+        | "EarlyDrops" >> beam.Flatten()
+        | "NotDuplicate" >> beam.Filter(lambda o: o[1] != "duplicate")
+        | "DropKey" >> beam.Map(lambda o: (o[2], o[1]))
+    )
     input_counts = [
         read.records
         | "CountRecords" >> beam.combiners.Count.Globally()
@@ -368,7 +383,7 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
         joined = (
             {
                 "records": cleaned | "RecordByKey" >> beam.Map(lambda r: (r["key"], r)),
-                "dropped": text["dropped"],
+                "dropped": (text["dropped"], dropped_keys) | "AllDrops" >> beam.Flatten(),
                 "images": listed.refs,
             }
             | "Join" >> beam.CoGroupByKey()

@@ -1,7 +1,14 @@
 """``imagenet-captions demo``: the whole machine on a bundled sample, with no network and no key.
 
-It generates the sample (see sample.py), builds shards from it exactly as ``build`` would for a real
-ImageNet copy, loads them back with webdataset and pyarrow, and prints where they are and how to load
+It generates the sample (see sample.py) and runs both paths a user has:
+
+1. the official release file + ImageNet images -> shards (``build --metadata release:...``);
+2. the live path: ImageNet's URL list -> Flickr photo ids -> ``flickr.photos.getInfo`` answers from a
+   loopback server that speaks Flickr's REST API (replaying answers made from the sample; some
+   photos are gone, as on the real Flickr) -> a durable response store -> shards
+   (``harvest`` then ``build --metadata responses:...``).
+
+Then it loads the shards back with webdataset and pyarrow, and prints where they are and how to load
 them.
 """
 
@@ -61,7 +68,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     t0 = time.perf_counter()
     out = os.path.abspath(args.out)
     sample_dir, build_dir = os.path.join(out, "sample"), os.path.join(out, "build")
-    for d in (sample_dir, build_dir):
+    harvest_dir, harvested_build_dir = os.path.join(out, "harvest"), os.path.join(out, "build-harvested")
+    for d in (sample_dir, build_dir, harvest_dir, harvested_build_dir):
         shutil.rmtree(d, ignore_errors=True)
     expect = write_sample(sample_dir, SampleSpec(per_class=args.per_class))
     metadata, train = sample_paths(sample_dir)
@@ -74,6 +82,28 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"report: {os.path.join(build_dir, layout.REPORT_FILE)}")
     print(f"a caption: {json.dumps(caption[:160], ensure_ascii=False)}")
     print("\n" + LOAD_HOWTO.format(shards=shard_dir, last=rep["shards"]["num_shards"] - 1))
-    print(f"demo done in {time.perf_counter() - t0:.1f} s")
     ok = n == rows == rep["written"] and not rep["accounting_problems"]
+
+    print("\nthe live path: URL list -> Flickr API (loopback replay server) -> response store -> shards")
+    harvested = harvest_and_build(metadata, train, harvest_dir, harvested_build_dir, extra)
+    print_summary(harvested, harvested_build_dir)
+    print(f"shards: {os.path.join(harvested_build_dir, layout.SHARD_DIR)} ({harvested['written']} samples)")
+    print(f"\ndemo done in {time.perf_counter() - t0:.1f} s")
+    ok = ok and not harvested["accounting_problems"] and harvested["written"] > 0
     return 0 if ok else 1
+
+
+def harvest_and_build(metadata: str, train: str, harvest_dir: str, build_dir: str, extra: list[str]) -> dict:
+    """The live path on the sample: harvest from a loopback Flickr replay server, then build from the store."""
+    from imagenet_captions.flickr.replay import demo_harvest, flickr_fixtures_for
+
+    with open(metadata, encoding="utf-8") as f:
+        records = json.load(f)
+    lines, responses = flickr_fixtures_for(records)
+    os.makedirs(harvest_dir, exist_ok=True)
+    urls = os.path.join(harvest_dir, "fall11_urls_sample.txt")
+    with open(urls, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    store = demo_harvest(urls, responses, harvest_dir, extra)
+    print(f"harvested {len(lines)} URLs into {store}")
+    return run_build(BuildConfig(metadata=f"responses:{store}", imagenet=train, out=build_dir), extra)
