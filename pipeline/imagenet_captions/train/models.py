@@ -156,6 +156,14 @@ def make_tokenizer(spec: dict[str, Any] | None):
         return None
     if spec.get("type") != "open_clip":
         raise ValueError(f"unknown tokenizer type {spec.get('type')!r}")
+    import logging
+
     import open_clip
 
-    return open_clip.get_tokenizer(spec["name"], context_length=int(spec["context_length"]))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # open_clip logs three INFO lines per tokenizer
+    try:
+        return open_clip.get_tokenizer(spec["name"], context_length=int(spec["context_length"]))
+    finally:
+        root.setLevel(level)
