@@ -29,7 +29,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from imagenet_captions import classes
+from imagenet_captions import __version__, classes
 from imagenet_captions.errors import UsageError
 from imagenet_captions.images import ImageOptions
 from imagenet_captions.shards import layout, report
@@ -65,8 +65,14 @@ class BuildConfig:
         return self.metadata.split(":", 1)[1]
 
     def output_options(self) -> dict[str, Any]:
-        """The options that decide the bytes of a shard (part of each shard's input digest)."""
-        return {"image": asdict(self.image), "text": _jsonable(self.text), "schema": "caption_record/v1"}
+        """What decides the bytes of a shard besides its inputs (part of each shard's input digest): the
+        options and the tool's version, so an upgrade that changes outputs rewrites every shard."""
+        return {
+            "image": asdict(self.image),
+            "text": _jsonable(self.text),
+            "schema": "caption_record/v1",
+            "version": __version__,
+        }
 
 
 def _jsonable(obj: Any) -> Any:
