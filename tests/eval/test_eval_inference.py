@@ -16,7 +16,7 @@ from imagenet_captions.classes import wnid_to_label, wnids
 from imagenet_captions.cli import main
 from imagenet_captions.eval import subsets
 from imagenet_captions.eval.evaluate import evaluate
-from imagenet_captions.eval.inference import GpuPreprocess, cpu_transform
+from imagenet_captions.eval.inference import GpuPreprocess, _collate, cpu_transform, prepare_batch
 from imagenet_captions.train.checkpoint import LoadedModel, save_checkpoint
 from imagenet_captions.train.models import build_model, model_config, preprocess_for
 
@@ -155,6 +155,11 @@ def test_tensor_decode_path_matches_pil_and_counts_fallbacks(tmp_path: Path, ima
     )  # the PNG and the broken file; the broken one is lost
     ref = torch.stack([cpu_transform(pre)(p.read_bytes()) for p in (jpg, png, grey)])
     assert (batch - ref).abs().max() < 0.1
+    # Through the worker-side packing (one tensor per batch) the result is the same.
+    packed = _collate(list(enumerate(blobs)))
+    assert set(packed) == {"idx", "blobs", "blob_sizes"}
+    kept2, batch2 = prepare_batch(packed, GpuPreprocess(pre, torch.device("cpu")))
+    assert kept2 == kept and torch.equal(batch2, batch)
 
 
 def test_eval_command_writes_the_accuracies_json(tmp_path: Path, image_writer) -> None:

@@ -83,8 +83,24 @@ class _Files(torch.utils.data.Dataset):
             return i, None
 
 
-def _collate(items):
-    return [i for i, _ in items], [x for _, x in items]
+def _collate(items) -> dict:
+    """One tensor per batch, not one per image: a batch crosses from a worker as a single shared
+    block (with one tensor per image, a deep prefetch queue can run out of file descriptors)."""
+    idx = [i for i, _ in items]
+    values = [x for _, x in items]
+    if values and all(x is not None and x.dtype == torch.uint8 and x.dim() == 1 for x in values):
+        return {"idx": idx, "blobs": torch.cat(values), "blob_sizes": [len(x) for x in values]}
+    kept = [k for k, x in enumerate(values) if x is not None]
+    return {"idx": idx, "images": torch.stack([values[k] for k in kept]) if kept else None, "kept": kept}
+
+
+def prepare_batch(batch: dict, gpu: GpuPreprocess | None) -> tuple[list[int], torch.Tensor | None]:
+    """(positions in the batch that decoded, images ready for the model) from a collated batch."""
+    if "blob_sizes" in batch:
+        if gpu is None:
+            raise ValueError("encoded images need the GPU preprocessor")
+        return gpu(list(torch.split(batch["blobs"], batch["blob_sizes"])))
+    return batch["kept"], batch["images"]
 
 
 @dataclass
@@ -109,12 +125,15 @@ class GpuPreprocess:
         out: list[torch.Tensor | None] = [None] * len(blobs)
         jpeg_idx = [i for i, b in enumerate(blobs) if bytes(b[:2].tolist()) == _JPEG_MAGIC]
         try:
-            decoded = decode_jpeg([blobs[i] for i in jpeg_idx], mode=ImageReadMode.RGB, device=self.device)
-            for i, img in zip(jpeg_idx, decoded, strict=True):
-                out[i] = img
-        except RuntimeError:  # one bad stream fails the batch: retry one by one
+            if jpeg_idx:
+                decoded = decode_jpeg(
+                    [blobs[i] for i in jpeg_idx], mode=ImageReadMode.RGB, device=self.device
+                )
+                for i, img in zip(jpeg_idx, decoded, strict=True):
+                    out[i] = img
+        except Exception:  # one bad stream (or a CMYK one) fails the batch: retry one by one
             for i in jpeg_idx:
-                with contextlib.suppress(RuntimeError):
+                with contextlib.suppress(Exception):
                     out[i] = decode_jpeg(blobs[i], mode=ImageReadMode.RGB, device=self.device)
         for i, b in enumerate(blobs):
             if out[i] is not None:
@@ -122,7 +141,7 @@ class GpuPreprocess:
             self.cpu_fallback += 1
             try:
                 out[i] = decode_image(b, mode=ImageReadMode.RGB).to(self.device, non_blocking=True)
-            except RuntimeError:
+            except Exception:
                 try:
                     with Image.open(io.BytesIO(b.numpy().tobytes())) as im:
                         arr = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
@@ -205,13 +224,11 @@ def run_set(
     unreadable = 0
     start = time.perf_counter()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-        for idx, items in loader:
-            if gpu is not None:
-                kept, batch = gpu(items)
-            else:
-                kept = [k for k, x in enumerate(items) if x is not None]
-                unreadable += len(items) - len(kept)
-                batch = torch.stack([items[k] for k in kept]) if kept else None
+        for collated in loader:
+            idx = collated["idx"]
+            kept, batch = prepare_batch(collated, gpu)
+            if gpu is None:
+                unreadable += len(idx) - len(kept)
             if not kept:
                 continue
             logits = head(batch.to(device, non_blocking=True)).float()
