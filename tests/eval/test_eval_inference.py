@@ -16,7 +16,7 @@ from imagenet_captions.classes import wnid_to_label, wnids
 from imagenet_captions.cli import main
 from imagenet_captions.eval import subsets
 from imagenet_captions.eval.evaluate import evaluate
-from imagenet_captions.eval.inference import GpuPreprocess, _collate, cpu_transform, prepare_batch
+from imagenet_captions.eval.inference import GpuPreprocess, _collate, _Files, cpu_transform, prepare_batch
 from imagenet_captions.train.checkpoint import LoadedModel, save_checkpoint
 from imagenet_captions.train.models import build_model, model_config, preprocess_for
 
@@ -155,11 +155,16 @@ def test_tensor_decode_path_matches_pil_and_counts_fallbacks(tmp_path: Path, ima
     )  # the PNG and the broken file; the broken one is lost
     ref = torch.stack([cpu_transform(pre)(p.read_bytes()) for p in (jpg, png, grey)])
     assert (batch - ref).abs().max() < 0.1
-    # Through the worker-side packing (one tensor per batch) the result is the same.
-    packed = _collate(list(enumerate(blobs)))
-    assert set(packed) == {"idx", "blobs", "blob_sizes"}
-    kept2, batch2 = prepare_batch(packed, GpuPreprocess(pre, torch.device("cpu")))
-    assert kept2 == kept and torch.equal(batch2, batch)
+
+    # Through the loader: JPEG bytes packed into one tensor, the PNG decoded by the worker, the
+    # broken file unreadable; order and values are kept.
+    files = _Files([str(p) for p in (jpg, png, grey, bad)], cpu_transform(pre), gpu_jpeg=True)
+    packed = _collate([files[i] for i in range(4)])
+    assert packed["blob_pos"] == [0, 2, 3] and packed["image_pos"] == [1] and packed["blobs"].dim() == 1
+    gpu2 = GpuPreprocess(pre, torch.device("cpu"))
+    kept2, batch2 = prepare_batch(packed, gpu2)
+    assert kept2 == [0, 1, 2] and (batch2 - ref).abs().max() < 0.1
+    assert gpu2.cpu_fallback == 2 and gpu2.unreadable == 1
 
 
 def test_eval_command_writes_the_accuracies_json(tmp_path: Path, image_writer) -> None:

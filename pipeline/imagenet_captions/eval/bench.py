@@ -121,7 +121,7 @@ def measure_inference(
         .to(dev, memory_format=torch.channels_last)
     )
     pre = dict(RN50_PREPROCESS, image_size=image_size, resize=round(image_size * 256 / 224))
-    files = _Files(paths, None if on_gpu else cpu_transform(pre))
+    files = _Files(paths, cpu_transform(pre), gpu_jpeg=on_gpu)
     loader = torch.utils.data.DataLoader(
         files,
         batch_size=batch_size,

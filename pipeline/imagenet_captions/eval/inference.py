@@ -1,9 +1,10 @@
 """Batched inference and top-1 scoring over the evaluation sets.
 
-File reading runs in DataLoader workers. On CUDA the workers hand over the raw bytes and the JPEGs
-of a batch are decoded together on the GPU (``torchvision.io.decode_jpeg(list, device="cuda")``, as
-the training loader does); anything nvJPEG cannot take (PNG, CMYK, a corrupt stream) is decoded on
-the CPU instead and counted in ``cpu_decode_fallback``. Resize, centre crop and normalisation then
+File reading runs in DataLoader workers. On CUDA the workers hand over the raw bytes of JPEGs and
+those of a batch are decoded together on the GPU (``torchvision.io.decode_jpeg(list, device="cuda")``,
+as the training loader does); other formats (PNG: all of ObjectNet) are decoded by the workers, and
+a JPEG nvJPEG refuses (CMYK, a corrupt stream) on the CPU in the main process; both are counted in
+``cpu_decode_fallback``. Resize, centre crop and normalisation then
 run on the GPU. Without CUDA the workers decode with PIL and apply the same preprocessing (the
 model's ``preprocess`` contract: shorter side to ``resize``, centre crop ``image_size``, mean/std).
 
@@ -62,11 +63,19 @@ def cpu_transform(preprocess: Mapping, border: int = 0) -> Callable[[bytes], tor
 
 
 class _Files(torch.utils.data.Dataset):
-    """Reads file i: raw bytes (GPU decode) or a preprocessed tensor (CPU decode); None if unreadable."""
+    """Reads file i for the loader; see :func:`_collate` for what the main process gets.
 
-    def __init__(self, paths: Sequence[str], transform: Callable[[bytes], torch.Tensor] | None) -> None:
+    With ``gpu_jpeg`` a JPEG is handed over as its bytes (decoded later, in a batch, on the GPU);
+    anything else (PNG: all of ObjectNet) is decoded and preprocessed here with ``transform``, so
+    the CPU work runs in parallel workers rather than in the main process. None: unreadable.
+    """
+
+    def __init__(
+        self, paths: Sequence[str], transform: Callable[[bytes], torch.Tensor], gpu_jpeg: bool
+    ) -> None:
         self.paths = list(paths)
         self.transform = transform
+        self.gpu_jpeg = gpu_jpeg
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -74,7 +83,7 @@ class _Files(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         with open(self.paths[i], "rb") as fh:
             data = fh.read()
-        if self.transform is None:
+        if self.gpu_jpeg and data[:2] == _JPEG_MAGIC:
             return i, torch.frombuffer(bytearray(data), dtype=torch.uint8)
         try:
             return i, self.transform(data)
@@ -84,23 +93,44 @@ class _Files(torch.utils.data.Dataset):
 
 
 def _collate(items) -> dict:
-    """One tensor per batch, not one per image: a batch crosses from a worker as a single shared
-    block (with one tensor per image, a deep prefetch queue can run out of file descriptors)."""
+    """A batch as a few tensors, not one per image.
+
+    One tensor per image would cross from a worker as one shared-memory handle each, and a deep
+    prefetch queue of 256-image batches can run out of file descriptors. ``blobs`` holds the JPEG
+    bytes end to end (``blob_pos``: their positions in the batch), ``images`` the images the worker
+    already preprocessed (``image_pos``); positions in neither were unreadable.
+    """
     idx = [i for i, _ in items]
-    values = [x for _, x in items]
-    if values and all(x is not None and x.dtype == torch.uint8 and x.dim() == 1 for x in values):
-        return {"idx": idx, "blobs": torch.cat(values), "blob_sizes": [len(x) for x in values]}
-    kept = [k for k, x in enumerate(values) if x is not None]
-    return {"idx": idx, "images": torch.stack([values[k] for k in kept]) if kept else None, "kept": kept}
+    blob_pos = [k for k, (_, x) in enumerate(items) if x is not None and x.dim() == 1]
+    image_pos = [k for k, (_, x) in enumerate(items) if x is not None and x.dim() == 3]
+    return {
+        "idx": idx,
+        "blobs": torch.cat([items[k][1] for k in blob_pos]) if blob_pos else None,
+        "blob_sizes": [len(items[k][1]) for k in blob_pos],
+        "blob_pos": blob_pos,
+        "images": torch.stack([items[k][1] for k in image_pos]) if image_pos else None,
+        "image_pos": image_pos,
+    }
 
 
 def prepare_batch(batch: dict, gpu: GpuPreprocess | None) -> tuple[list[int], torch.Tensor | None]:
-    """(positions in the batch that decoded, images ready for the model) from a collated batch."""
-    if "blob_sizes" in batch:
+    """(positions in the batch that decoded, in order; their images, ready for the model)."""
+    parts: list[tuple[int, torch.Tensor]] = []
+    if batch["blob_pos"]:
         if gpu is None:
             raise ValueError("encoded images need the GPU preprocessor")
-        return gpu(list(torch.split(batch["blobs"], batch["blob_sizes"])))
-    return batch["kept"], batch["images"]
+        kept, images = gpu(list(torch.split(batch["blobs"], batch["blob_sizes"])))
+        parts += [(batch["blob_pos"][k], images[j]) for j, k in enumerate(kept)]
+    if batch["image_pos"]:
+        device = gpu.device if gpu is not None else batch["images"].device
+        if gpu is not None:
+            gpu.cpu_fallback += len(batch["image_pos"])
+        images = batch["images"].to(device, non_blocking=True)
+        parts += list(zip(batch["image_pos"], images, strict=True))
+    if not parts:
+        return [], None
+    parts.sort(key=lambda p: p[0])
+    return [p for p, _ in parts], torch.stack([x for _, x in parts])
 
 
 @dataclass
@@ -211,7 +241,7 @@ def run_set(
     paths = evalset.paths[:limit] if limit else evalset.paths
     targets = evalset.targets[:limit] if limit else evalset.targets
     on_gpu = device.type == "cuda"
-    files = _Files(paths, None if on_gpu else cpu_transform(preprocess, evalset.border))
+    files = _Files(paths, cpu_transform(preprocess, evalset.border), gpu_jpeg=on_gpu)
     loader = torch.utils.data.DataLoader(
         files,
         batch_size=batch_size,
@@ -227,8 +257,7 @@ def run_set(
         for collated in loader:
             idx = collated["idx"]
             kept, batch = prepare_batch(collated, gpu)
-            if gpu is None:
-                unreadable += len(idx) - len(kept)
+            unreadable += len(idx) - len(collated["blob_pos"]) - len(collated["image_pos"])
             if not kept:
                 continue
             logits = head(batch.to(device, non_blocking=True)).float()
