@@ -186,3 +186,16 @@ def test_logit_helpers_are_inverse() -> None:
     p = np.array([0.01, 0.3, 0.5, 0.97])
     assert np.allclose(R.inv_logit(R.logit(p)), p)
     assert math.isfinite(float(R.logit(0.0))) and math.isfinite(float(R.logit(1.0)))
+
+
+def test_eval_never_imports_beam_and_robustness_needs_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, imagenet_captions.eval.command, imagenet_captions.eval.robustness, imagenet_captions.eval.plot\n"
+        "assert 'torch' not in sys.modules, 'torch'\n"
+        "import imagenet_captions.eval.evaluate, imagenet_captions.eval.bench\n"
+        "assert not [m for m in sys.modules if m.startswith('apache_beam')], 'beam'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
