@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from imagenet_captions import __version__, classes
+from imagenet_captions import __version__, classes, fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.images import ImageOptions
 from imagenet_captions.shards import layout, report
@@ -208,7 +207,7 @@ class WriteShardFn(beam.DoFn):
         if (
             prev
             and prev["digest"] == digest
-            and all(os.path.exists(os.path.join(self._shard_dir, f)) for f in prev["files"])
+            and all(fsio.exists(fsio.join(self._shard_dir, f)) for f in prev["files"])
         ):
             log.info("shard %05d of %d unchanged: kept", index, self._total)
             yield prev
@@ -279,20 +278,20 @@ def finalize(
     problems = report.check_accounting(inputs, outcomes)
     suffix = "tar" if with_images else "parquet"
     sizes = report.sizes_of(results, suffix)
-    report.write_json_atomic(os.path.join(shard_dir, layout.SIZES_FILE), sizes)
+    report.write_json_atomic(fsio.join(shard_dir, layout.SIZES_FILE), sizes)
     removed = report.remove_stale_shards(shard_dir, {f for r in results for f in r.files})
     manifest = {
         "num_shards": num_shards,
         "options": config.output_options(),
         "shards": {layout.shard_stem(r.index): r.to_json() for r in sorted(results, key=lambda r: r.index)},
     }
-    report.write_json_atomic(os.path.join(shard_dir, layout.MANIFEST_FILE), manifest)
+    report.write_json_atomic(fsio.join(shard_dir, layout.MANIFEST_FILE), manifest)
     rep = {
         "inputs": {"metadata": config.metadata, "imagenet": config.imagenet, "as_of": config.as_of},
         RECORDS: {"input": inputs[RECORDS], "outcomes": dict(sorted(outcomes[RECORDS].items()))},
         "written": outcomes[RECORDS]["written"],
         "shards": {
-            "dir": os.path.basename(shard_dir),
+            "dir": fsio.basename(shard_dir),
             "count": len(results),
             "num_shards": num_shards,
             "removed_stale": removed,
@@ -307,7 +306,7 @@ def finalize(
     }
     if with_images:
         rep[IMAGES] = {"input": inputs[IMAGES], "outcomes": dict(sorted(outcomes[IMAGES].items()))}
-    report.write_json_atomic(os.path.join(config.out, layout.REPORT_FILE), rep)
+    report.write_json_atomic(fsio.join(config.out, layout.REPORT_FILE), rep)
     return rep
 
 
@@ -318,12 +317,11 @@ def finalize(
 
 def plan_num_shards(config: BuildConfig, input_records: int, shard_dir: str) -> tuple[int, dict[str, Any]]:
     """The shard count (fixed once, recorded in the manifest) and the previous build's shard entries."""
-    path = os.path.join(shard_dir, layout.MANIFEST_FILE)
+    path = fsio.join(shard_dir, layout.MANIFEST_FILE)
     previous: dict[str, Any] = {}
     recorded = None
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+    if fsio.exists(path):
+        manifest = json.loads(fsio.read_bytes(path))
         recorded, previous = manifest["num_shards"], manifest["shards"]
     if config.num_shards is not None:
         if recorded is not None and recorded != config.num_shards:
@@ -340,7 +338,7 @@ def plan_num_shards(config: BuildConfig, input_records: int, shard_dir: str) -> 
 def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> None:
     started = time.time()
     with_images = config.imagenet is not None
-    shard_dir = os.path.join(config.out, layout.SHARD_DIR if with_images else layout.CAPTIONS_DIR)
+    shard_dir = fsio.join(config.out, layout.SHARD_DIR if with_images else layout.CAPTIONS_DIR)
     num_shards, previous = plan_num_shards(config, input_records, shard_dir)
     log.info("%d input records -> %d shards in %s", input_records, num_shards, shard_dir)
 
@@ -474,7 +472,7 @@ def count_inputs(config: BuildConfig) -> int:
     if kind == "release":
         return release.count_release_records(config.metadata_path)
     if kind == "responses":
-        if not os.path.isdir(config.metadata_path):
+        if not fsio.exists(config.metadata_path) and not fsio.listdir(config.metadata_path):
             raise UsageError(f"response store not found: {config.metadata_path}")
         return sum(1 for _ in read_metadata(config.metadata, config.as_of))
     raise UsageError(f"--metadata must be release:<zip|json> or responses:<dir>, not {config.metadata!r}")
@@ -494,14 +492,13 @@ def run_build(config: BuildConfig, beam_args: list[str] | None = None) -> dict[s
     """Run a whole build and return its report."""
     if ":" not in config.metadata:
         raise UsageError(f"--metadata must be release:<zip|json> or responses:<dir>, not {config.metadata!r}")
-    if config.imagenet is not None and not os.path.exists(config.imagenet):
+    if config.imagenet is not None and not fsio.exists(config.imagenet):
         raise UsageError(f"ImageNet source not found: {config.imagenet}")
     input_records = count_inputs(config)
-    os.makedirs(config.out, exist_ok=True)
+    fsio.makedirs(config.out)
     with make_pipeline(beam_args or []) as p:
         build_graph(p, config, input_records)
-    with open(os.path.join(config.out, layout.REPORT_FILE), encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(fsio.read_bytes(fsio.join(config.out, layout.REPORT_FILE)))
 
 
 def _parse_date(value: str | None) -> datetime | None:

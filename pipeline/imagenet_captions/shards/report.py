@@ -9,10 +9,10 @@ record, whose outcome then counts, or a reason of its own). :func:`check_account
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from typing import Any
 
+from imagenet_captions import fsio
 from imagenet_captions.shards.writer import ShardResult
 
 MAX_EXAMPLES = 5
@@ -68,21 +68,16 @@ def sizes_of(results: list[ShardResult], suffix: str) -> dict[str, int]:
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    with fsio.atomic_write(path) as f:
+        f.write((json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
 
 
 def remove_stale_shards(shard_dir: str, keep: set[str]) -> list[str]:
     """Delete shard files a previous build left that this build did not produce (their keys are gone)."""
     removed = []
-    if not os.path.isdir(shard_dir):
-        return removed
-    for name in sorted(os.listdir(shard_dir)):
+    for name in fsio.listdir(shard_dir):
         stem, _, ext = name.partition(".")
         if stem.isdigit() and ext in ("tar", "parquet", "tar.tmp", "parquet.tmp") and name not in keep:
-            os.remove(os.path.join(shard_dir, name))
+            fsio.remove(fsio.join(shard_dir, name))
             removed.append(name)
     return removed

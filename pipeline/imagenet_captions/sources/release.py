@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import ijson
 
+from imagenet_captions import fsio
 from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
 
@@ -56,19 +57,21 @@ class _Utf8Repair(io.RawIOBase):
 @contextmanager
 def open_release(path: str | Path) -> Iterator[IO[bytes]]:
     """Open the release JSON, or the single ``*.json`` inside a release zip, as repaired UTF-8 bytes."""
-    path = Path(path)
-    if not path.is_file():
+    path = str(path)
+    if not fsio.isfile(path):
         raise UsageError(f"release file not found: {path}")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n.endswith(".json") and not n.startswith("__MACOSX")]
-            if len(names) != 1:
-                raise ReleaseFormatError(f"{path}: expected one .json file in the zip, found {names}")
-            with zf.open(names[0]) as raw:
-                yield io.BufferedReader(_Utf8Repair(raw), 1 << 20)
-    else:
-        with open(path, "rb") as raw:
-            yield io.BufferedReader(_Utf8Repair(raw), 1 << 20)
+    with fsio.open_read(path) as f:
+        if zipfile.is_zipfile(f):
+            f.seek(0)
+            with zipfile.ZipFile(f) as zf:
+                names = [n for n in zf.namelist() if n.endswith(".json") and not n.startswith("__MACOSX")]
+                if len(names) != 1:
+                    raise ReleaseFormatError(f"{path}: expected one .json file in the zip, found {names}")
+                with zf.open(names[0]) as raw:
+                    yield io.BufferedReader(_Utf8Repair(raw), 1 << 20)
+        else:
+            f.seek(0)
+            yield io.BufferedReader(_Utf8Repair(f), 1 << 20)
 
 
 def iter_release_items(path: str | Path) -> Iterator[Any]:
