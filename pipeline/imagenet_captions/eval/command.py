@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=min(8, os.cpu_count() or 1), help="file-reading workers"
     )
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images of each set")
-    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub = parser.add_subparsers(dest="action", metavar="[robustness]")
     rob = sub.add_parser(
         "robustness",
         help="effective robustness (Taori et al.) from an accuracies JSON",
