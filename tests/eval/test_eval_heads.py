@@ -61,6 +61,20 @@ def test_zero_shot_weights_average_normalised_templates_per_class(tiny_clip: Loa
     assert not torch.allclose(w, w1, atol=1e-3)
 
 
+def test_zero_shot_weights_match_open_clips_own_builder(tiny_clip: LoadedModel) -> None:
+    from open_clip.zero_shot_classifier import build_zero_shot_classifier
+
+    names, templates = classnames_and_templates()
+    names, templates = names[10:17], templates[:5]
+    ours = zero_shot_weights(
+        tiny_clip.encode_text, tiny_clip.tokenizer, names, templates, classes_per_batch=3
+    )
+    theirs = build_zero_shot_classifier(
+        tiny_clip.model, tiny_clip.tokenizer, names, [lambda c, t=t: t.format(c=c) for t in templates], 4
+    )
+    assert torch.allclose(ours, theirs.T, atol=1e-5)
+
+
 def test_clip_head_scores_images_against_the_class_embeddings(tiny_clip: LoadedModel) -> None:
     head = Head(tiny_clip, templates=["a photo of a {c}."])
     images = torch.randn(3, 3, 32, 32)
