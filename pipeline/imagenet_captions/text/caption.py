@@ -10,7 +10,10 @@ from collections.abc import Sequence
 
 
 def _one_line(s: str) -> str:
-    return " ".join(s.split())
+    # Clean fields only need their line breaks joined; anything else gets a full whitespace fold.
+    if "\n" in s or "  " in s or "\t" in s or "\r" in s:
+        return " ".join(s.split())
+    return s.strip() if s[:1] == " " or s[-1:] == " " else s
 
 
 def make_caption(

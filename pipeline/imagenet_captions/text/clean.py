@@ -49,7 +49,7 @@ _CONTROL_RE = re.compile(
 )
 # Combining marks with nothing to combine with: at the start of the text or of a line, or after a
 # space. NFC cannot attach them, and they render as dotted circles or stack onto the previous word.
-_LONE_MARKS_RE = regex.compile(r"(?:^|(?<=\s))\p{M}+", regex.MULTILINE)
+_LONE_MARKS_RE = regex.compile(r"(?<!\S)\p{M}+")
 
 # A necessary sign of mojibake, cheap to look for. UTF-8 read as Latin-1/Windows-1252 turns every
 # multi-byte character into a lead-byte character (U+00C2..U+00F4: Â Ã Ä ... ô) followed by a
@@ -58,11 +58,61 @@ _LONE_MARKS_RE = regex.compile(r"(?:^|(?<=\s))\p{M}+", regex.MULTILINE)
 # non-breaking space was, after Â or Ã). UTF-8 read as Windows-1251 turns into Cyrillic, so Cyrillic text always
 # goes to ftfy's own test. Text with neither cannot be what ftfy fixes, and skips its (about
 # 15 us per line) badness regex.
-_MOJIBAKE_HINT_RE = re.compile(
-    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6"
-    "\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac"
-    "\u2122\ufffd]|[\u00c2\u00c3] |[\u0400-\u04ff]"
+_MOJIBAKE_PAIR_RE = re.compile(
+    "[\\u00c2-\\u00f4][\\u0080-\\u00bf\\u0152\\u0153\\u0160\\u0161\\u0178\\u017d\\u017e\\u0192\\u02c6"
+    "\\u02dc\\u2013\\u2014\\u2018-\\u201a\\u201c-\\u201e\\u2020-\\u2022\\u2026\\u2030\\u2039\\u203a\\u20ac"
+    "\\u2122\\ufffd]"
 )
+_MOJIBAKE_NBSP_RE = re.compile("[\\u00c2\\u00c3] ")
+_CYRILLIC_RE = re.compile("[\\u0400-\\u04ff]")
+
+
+def _mojibake_hint(s: str) -> bool:
+    """Each test is a single character-class scan (fast); an alternation of them would not be."""
+    return (
+        _MOJIBAKE_PAIR_RE.search(s) is not None
+        or _MOJIBAKE_NBSP_RE.search(s) is not None
+        or _CYRILLIC_RE.search(s) is not None
+    )
+
+
+# The fast path. A text needs no step at all when it has none of the characters any step acts on
+# (one character-class scan: these run at C speed, unlike alternations), no doubled or edge space,
+# and, if not ASCII, is NFC, has no mojibake sign and no combining mark starting a word. Most tags
+# and titles, and most descriptions in most languages, take this path.
+_SUSPECT = (
+    "\\x00-\\x08\\x0b-\\x1f\\x7f-\\xa0<&\\u00ad\\u1680\\u180e\\u2000-\\u200f\\u2028-\\u202f"
+    "\\u205f-\\u2064\\u2066-\\u2069\\u3000\\ufeff\\ufff9-\\uffff\\ud800-\\udfff"
+)
+_SUSPECT_RE = re.compile(f"[{_SUSPECT}\\t\\n]")
+_SUSPECT_KEEP_NL_RE = re.compile(f"[{_SUSPECT}\\t]")
+_LEAD_RE = re.compile("[\\u00c2-\\u00f4\\u0400-\\u04ff]")
+
+
+def is_clean(s: str, keep_newlines: bool = False) -> bool:
+    """True when no cleaning step would change ``s`` (a cheap, conservative test: False may be wrong,
+    True never is)."""
+    if s[0] == " " or s[-1] == " " or "  " in s:
+        return False
+    if keep_newlines:
+        if _SUSPECT_KEEP_NL_RE.search(s) is not None:
+            return False
+        if "\n" in s and (s[0] == "\n" or s[-1] == "\n" or "\n\n\n" in s or " \n" in s or "\n " in s):
+            return False
+    elif _SUSPECT_RE.search(s) is not None:
+        return False
+    if s.isascii():
+        return True
+    if not unicodedata.is_normalized("NFC", s):
+        return False
+    if _LEAD_RE.search(s) is not None and _mojibake_hint(s):
+        return False
+    return not _has_lone_marks(s)
+
+
+def _has_lone_marks(s: str) -> bool:
+    return _LONE_MARKS_RE.search(s) is not None
+
 
 _HSPACE_RE = re.compile(r"[^\S\n]+")  # any whitespace except newline
 _ANY_SPACE_RE = re.compile(r"\s+")
@@ -134,7 +184,7 @@ def fix_mojibake(s: str) -> str:
     cannot be the mojibake ftfy repairs; of the rest, ftfy's own badness test says whether a text has
     any sign of it, and only then is the full (slower) ``fix_text`` run.
     """
-    if s.isascii() or _MOJIBAKE_HINT_RE.search(s) is None or not is_bad(s):
+    if s.isascii() or not _mojibake_hint(s) or not is_bad(s):
         return s
     if len(s) <= _FTFY_CHUNK:
         return ftfy.fix_text(s, _FTFY_CONFIG)
@@ -161,7 +211,7 @@ def remove_controls(s: str) -> str:
     """Remove control, zero-width, bidi-control characters and combining marks with no base."""
     s = s.replace("\r\n", "\n").replace("\r", "\n")
     s = _CONTROL_RE.sub("", s)
-    if not s.isascii():
+    if not s.isascii() and _has_lone_marks(s):
         s = _LONE_MARKS_RE.sub("", s)
     return s
 
@@ -189,10 +239,13 @@ def clean_field(s: str, keep_newlines: bool = False, changed: set[str] | None = 
     """
     if not s:
         return ""
-    track = changed is not None
+    if is_clean(s, keep_newlines):
+        return s  # the common case: nothing to do
+    if changed is None:
+        changed = set()
 
     def step(name: str, before: str, after: str) -> str:
-        if track and after != before:
+        if after != before:
             changed.add(name)  # type: ignore[union-attr]
         return after
 

@@ -175,10 +175,12 @@ class MachineTagFilter(PartFilter):
     name = "machine_tags"
 
     def matches(self, record: Record) -> bool:
-        return any(is_machine_tag(t) for t in record["tags"])
+        return any(":" in t and is_machine_tag(t) for t in record["tags"])
 
     def strip(self, record: Record) -> bool:
         tags = record["tags"]
+        if not any(":" in t for t in tags):
+            return False
         kept = [t for t in tags if not is_machine_tag(t)]
         if len(kept) != len(tags):
             record["tags"] = kept
@@ -257,14 +259,24 @@ class BlocklistFilter(Filter):
             words = tuple(_WORD_RE.findall(entry.casefold()))
             if words:
                 self.phrases.add(words)
+        self.words = frozenset(p[0] for p in self.phrases if len(p) == 1)
+        #: the first word of every phrase (a phrase cannot match where its first word is absent)
+        firsts = sorted({p[0] for p in self.phrases})
+        self.substrings: list[str] | None = firsts if len(firsts) <= 64 else None
         self.max_len = max((len(p) for p in self.phrases), default=0)
 
     def filter(self, record: Record, changed: set[str]) -> bool | str:
         if not self.phrases:
             return True
-        words = _WORD_RE.findall(record["caption"].casefold())
+        caption = record["caption"].casefold()
+        # A short list is first tested as substrings (fast, C): no substring, no whole-word match.
+        if self.substrings is not None and not any(w in caption for w in self.substrings):
+            return True
+        words = _WORD_RE.findall(caption)
+        if not self.words.isdisjoint(words):
+            return False
         phrases = self.phrases
-        for n in range(1, self.max_len + 1):
+        for n in range(2, self.max_len + 1):
             for i in range(len(words) - n + 1):
                 if tuple(words[i : i + n]) in phrases:
                     return False

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagenet_captions.text.caption import make_caption
-from imagenet_captions.text.clean import clean_field
+from imagenet_captions.text.clean import clean_field, is_clean
 from imagenet_captions.text.filters import (
     BlocklistFilter,
     BoilerplateFilter,
@@ -60,13 +60,17 @@ class TextOutcome:
 
 def _as_text(value: Any) -> str:
     """A field value as a string: None is empty; anything else (a number from a sloppy JSON) is str()."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    return str(value)
 
 
 def _as_tags(value: Any) -> list[str]:
     """Tags as a list of strings: None is none; one string is one tag; other items are str()."""
+    if type(value) is list and all(type(t) is str for t in value):
+        return value
     if value is None:
         return []
     if isinstance(value, str):
@@ -136,17 +140,23 @@ class TextStage:
         if not isinstance(key, str) or not key:
             raise ValueError(f"a raw text record needs a string 'key', got {key!r}")
         changed: set[str] = set()
-        tags_in = _as_tags(raw.get("tags"))
-        tags = [clean_field(t, changed=changed) for t in tags_in]
-        if not all(tags):
-            tags = [t for t in tags if t]
-            changed.add("empty_tags")
+        title = _as_text(raw.get("title"))
+        tags = _as_tags(raw.get("tags"))
+        # One check for the title and all tags together (most records need no cleaning at all):
+        # " | " joins them so that an empty tag or a space at a field's edge shows as a double space.
+        one_line = " | ".join([title, *tags] if title else tags)
+        if one_line and not is_clean(one_line):
+            title = clean_field(title, changed=changed)
+            tags = [clean_field(t, changed=changed) for t in tags]
+            if not all(tags):
+                tags = [t for t in tags if t]
+                changed.add("empty_tags")
         record: dict[str, Any] = {
             "key": key,
             "wnid": _as_text(raw.get("wnid")),
             "photo_id": _as_int(raw.get("photo_id")),
             "license": _as_text(raw["license"]) if raw.get("license") is not None else None,
-            "title": clean_field(_as_text(raw.get("title")), changed=changed),
+            "title": title,
             "description": clean_field(_as_text(raw.get("description")), keep_newlines=True, changed=changed),
             "tags": tags,
         }
