@@ -216,3 +216,24 @@ def test_eval_command_writes_the_accuracies_json(tmp_path: Path, image_writer) -
         ]
     )
     assert rc == 2
+
+
+def test_same_size_images_are_resized_together_in_order(tmp_path: Path, image_writer) -> None:
+    pre = {"image_size": 8, "resize": 8, "mean": [0.0] * 3, "std": [1 / 255] * 3, "interpolation": "bilinear"}
+    specs = [
+        ((250, 0, 0), (40, 30)),
+        ((0, 250, 0), (30, 40)),
+        ((0, 0, 250), (40, 30)),
+        ((250, 250, 0), (30, 40)),
+    ]
+    blobs = [
+        torch.frombuffer(
+            bytearray(image_writer(tmp_path / f"{k}.jpg", c, size=s).read_bytes()), dtype=torch.uint8
+        )
+        for k, (c, s) in enumerate(specs)
+    ]
+    kept, batch = GpuPreprocess(pre, torch.device("cpu"))(blobs)
+    assert kept == [0, 1, 2, 3]
+    means = batch.mean(dim=(2, 3))  # ~ the RGB colour, since std = 1/255 and mean = 0
+    for k, (colour, _) in enumerate(specs):
+        assert torch.allclose(means[k], torch.tensor(colour, dtype=torch.float32), atol=6), k

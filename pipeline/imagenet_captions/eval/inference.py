@@ -181,26 +181,36 @@ class GpuPreprocess:
         return out
 
     def __call__(self, blobs: Sequence[torch.Tensor]) -> tuple[list[int], torch.Tensor]:
-        """(positions in ``blobs`` that decoded, [N, 3, S, S] float batch)."""
+        """(positions in ``blobs`` that decoded, [N, 3, S, S] float batch).
+
+        Images of the same size are resized together (most of ImageNet is 500x375 or 375x500), so
+        a batch costs a few kernel launches per distinct size rather than per image.
+        """
         from torchvision.transforms.v2 import functional as TF
 
         size = int(self.preprocess["image_size"])
         resize = int(self.preprocess.get("resize", size))
         interp = _interpolation(self.preprocess["interpolation"])
-        kept, images = [], []
+        by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
         for i, img in enumerate(self.decode(blobs)):
             if img is None:
                 continue
             if self.border:
                 b = self.border
                 img = img[:, b : img.shape[1] - b, b : img.shape[2] - b]
-            img = TF.resize(img, [resize], interpolation=interp, antialias=True)
-            images.append(TF.center_crop(img, [size, size]))
-            kept.append(i)
-        if not images:
+            by_shape.setdefault(tuple(img.shape), []).append((i, img))
+        kept: list[int] = []
+        parts: list[torch.Tensor] = []
+        for group in by_shape.values():
+            stack = torch.stack([img for _, img in group])
+            stack = TF.resize(stack, [resize], interpolation=interp, antialias=True)
+            parts.append(TF.center_crop(stack, [size, size]))
+            kept += [i for i, _ in group]
+        if not parts:
             return kept, torch.empty(0, 3, size, size, device=self.device)
-        batch = torch.stack(images).float()
-        return kept, (batch - self._mean) / self._std
+        order = sorted(range(len(kept)), key=kept.__getitem__)
+        batch = torch.cat(parts)[torch.tensor(order, device=self.device)].float()
+        return sorted(kept), (batch - self._mean) / self._std
 
 
 @dataclass
