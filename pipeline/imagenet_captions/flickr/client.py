@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import email.utils
 import json
 import logging
@@ -192,6 +193,7 @@ class FlickrClient:
         self._slots: asyncio.Semaphore | None = None
         #: Set when Flickr says a key is invalid: every later call is refused here, unsent.
         self.fatal: InvalidKeyError | None = None
+        self._stop: asyncio.Event | None = None
 
     @property
     def n_keys(self) -> int:
@@ -199,6 +201,7 @@ class FlickrClient:
 
     async def __aenter__(self) -> FlickrClient:
         self._slots = asyncio.Semaphore(self.concurrency)
+        self._stop = asyncio.Event()
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.retry.timeout),
             connector=aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency),
@@ -217,7 +220,8 @@ class FlickrClient:
         last = "no call made"
         async with self._slots:
             for attempt in range(1, self.retry.max_attempts + 1):
-                index = await self.pool.acquire()
+                index, at = self.pool.reserve()
+                await self._sleep(at - self.pool.clock())
                 if self.fatal is not None:  # another call found the key invalid: no more calls
                     raise self.fatal
                 try:
@@ -233,7 +237,7 @@ class FlickrClient:
                     if t.retry_after is not None:
                         delay = max(delay, t.retry_after)
                     log.debug("photo %d: %s; retry %d in %.2fs", photo_id, t.reason, attempt, delay)
-                    await asyncio.sleep(delay)
+                    await self._sleep(delay)
                     continue
                 answer.attempts = attempt
                 return answer
@@ -246,6 +250,20 @@ class FlickrClient:
             time.time(),
             self.retry.max_attempts,
         )
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when the job must stop (an invalid key): calls waiting for a
+        slot or a backoff then end without another call."""
+        if seconds <= 0 or self._stop is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    def _set_fatal(self, error: InvalidKeyError) -> InvalidKeyError:
+        self.fatal = error
+        if self._stop is not None:
+            self._stop.set()
+        return error
 
     async def _call(self, photo_id: int, index: int) -> Answer:
         assert self._session is not None
@@ -290,11 +308,12 @@ class FlickrClient:
             code = _as_int(data.get("code"))
             if code == INVALID_KEY_CODE:
                 self.stats.add("code_100")
-                self.fatal = InvalidKeyError(
-                    f"Flickr says API key #{index + 1} of {len(self._keys)} is invalid (code 100): "
-                    "check FLICKR_API_KEY / --api-key-file"
+                raise self._set_fatal(
+                    InvalidKeyError(
+                        f"Flickr says API key #{index + 1} of {len(self._keys)} is invalid (code 100): "
+                        "check FLICKR_API_KEY / --api-key-file"
+                    )
                 )
-                raise self.fatal
             if code in RETRY_CODES:
                 self.stats.add(f"code_{code}")
                 raise _Transient(f"Flickr code {code}", retry_after)

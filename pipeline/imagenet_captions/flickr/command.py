@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-attempts", type=int, default=8, help="calls per photo before giving up (default 8)"
     )
+    parser.add_argument(
+        "--backoff-base", type=float, default=1.0, help="first retry's backoff cap, seconds (1)"
+    )
+    parser.add_argument("--backoff-max", type=float, default=120.0, help="largest backoff, seconds (120)")
     parser.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
     parser.add_argument(
         "--fsync-every", type=int, default=64, help="journal fsync batch, in answers (default 64)"
@@ -92,6 +96,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             "concurrency": args.concurrency,
             "timeout": args.timeout,
             "max_attempts": args.max_attempts,
+            "base_delay": args.backoff_base,
+            "max_delay": args.backoff_max,
             "api_key_file": args.api_key_file,
             "fsync_every": args.fsync_every,
             "fsync_interval": args.fsync_interval,

@@ -406,7 +406,10 @@ def iter_release_records(responses_dir: str, as_of: datetime | None = None) -> I
     Flickr gives it), photo_id, license, owner. Images whose photo is not_found/failed are
     counted by :func:`store_summary` and listed by :func:`iter_image_status`."""
     answers = effective_answers(responses_dir, as_of)
-    pairs = sorted((iid, a) for a in answers.values() if a.status == "ok" for iid in a.image_ids)
+    pairs = sorted(
+        ((iid, a) for a in answers.values() if a.status == "ok" for iid in a.image_ids),
+        key=lambda pair: (pair[0], pair[1].photo_id),
+    )
     for image_id, answer in pairs:
         yield release_record(image_id, answer)
 
@@ -415,7 +418,10 @@ def iter_image_status(responses_dir: str, as_of: datetime | None = None) -> Iter
     """Every image id in the store with its photo's effective status: ``{"image_id", "photo_id",
     "status", "code", "error"}``, sorted by image id (for accounting in a build report)."""
     answers = effective_answers(responses_dir, as_of)
-    rows = sorted((iid, a) for a in answers.values() for iid in a.image_ids)
+    rows = sorted(
+        ((iid, a) for a in answers.values() for iid in a.image_ids),
+        key=lambda pair: (pair[0], pair[1].photo_id),
+    )
     for image_id, a in rows:
         yield {
             "image_id": image_id,
