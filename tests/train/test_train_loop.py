@@ -28,6 +28,7 @@ def _metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_tiny_clip_learns_and_writes_a_complete_run(shards, tmp_path):
     out = tmp_path / "clip"
     _train(
@@ -65,6 +66,7 @@ def test_tiny_clip_learns_and_writes_a_complete_run(shards, tmp_path):
     assert top1 >= 3 / N_CLASSES, top1
 
 
+@pytest.mark.slow
 def test_tiny_classifier_learns(shards, tmp_path):
     out = tmp_path / "ce"
     _train(
