@@ -175,6 +175,54 @@ class MetricsWriter:
             self.tb.close()
 
 
+class Stepper:
+    """One optimiser step (forward under autocast, loss, backward, clip, step, CLIP's clamp).
+
+    Shared by the training loop and the GPU benchmark's compute-only phase, so that phase times
+    exactly the work the trainer does per batch.
+    """
+
+    def __init__(
+        self,
+        train_model: nn.Module,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        kind: str,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        grad_clip_norm: float | None,
+    ) -> None:
+        self.train_model, self.model, self.loss_fn, self.optimizer = train_model, model, loss_fn, optimizer
+        self.scaler, self.kind, self.device, self.amp_dtype = scaler, kind, device, amp_dtype
+        self.grad_clip_norm = grad_clip_norm
+
+    def __call__(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        autocast = (
+            torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else nullcontext()
+        )
+        with autocast:
+            if self.kind == "clip":
+                img_f, txt_f, scale = self.train_model(images, target)
+                loss = self.loss_fn(img_f, txt_f, scale)
+            else:
+                loss = self.loss_fn(self.train_model(images), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.grad_clip_norm))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.kind == "clip":
+            with torch.no_grad():  # CLIP's clamp: temperature at most 100
+                _unwrap(self.model).logit_scale.clamp_(0, math.log(100))
+        return loss
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     model = getattr(model, "_orig_mod", model)
     return getattr(model, "module", model)
@@ -364,8 +412,8 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     global_batch = lcfg.batch_size * world
     log_every = int(o["log_every"])
     save_every = int(o.get("save_every") or 0)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    stepper = Stepper(
+        train_model, model, loss_fn, optimizer, scaler, kind, device, amp_dtype, o.get("grad_clip_norm")
     )
     t_last, step_last = time.perf_counter(), step
     t0 = t_last
@@ -374,24 +422,8 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     train_model.train()
     while step < total_steps:
         for batch in loader.epoch(epoch, step_in_epoch):
-            images = batch["images"]
-            with autocast:
-                if kind == "clip":
-                    img_f, txt_f, scale = train_model(images, batch["tokens"])
-                    loss = loss_fn(img_f, txt_f, scale)
-                else:
-                    loss = loss_fn(train_model(images), batch["labels"])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if o.get("grad_clip_norm"):
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(o["grad_clip_norm"]))
-            scaler.step(optimizer)
-            scaler.update()
+            loss = stepper(batch["images"], batch["tokens"] if kind == "clip" else batch["labels"])
             scheduler.step()
-            if kind == "clip":
-                with torch.no_grad():  # CLIP's clamp: temperature at most 100
-                    _unwrap(model).logit_scale.clamp_(0, math.log(100))
             step += 1
             step_in_epoch += 1
             if step % log_every == 0 or step == total_steps:
