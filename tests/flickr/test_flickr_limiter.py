@@ -76,3 +76,29 @@ def test_bad_parameters_are_refused() -> None:
         Gcra(rate=1, burst=0)
     with pytest.raises(ValueError):
         KeyPool(0, rate=1)
+
+
+def test_the_guard_spaces_calls_by_when_they_really_go() -> None:
+    """A call that wakes late must not go close to the next ones: any `span` consecutive calls of a
+    key, timed when sent, take at least `span` intervals."""
+    clock = Clock()
+    pool = KeyPool(1, rate=4, clock=clock)
+    assert pool.span == 4
+    for t in (100.0, 100.25, 100.5):
+        clock.t = t
+        assert pool.guard_delay(0) == 0.0
+        pool.mark_sent(0)
+    clock.t = 100.9  # the 4th slot (100.75) woke 0.15 s late
+    pool.mark_sent(0)
+    clock.t = 101.0  # the 5th slot, on time: 4 calls ago was 100.0
+    assert pool.guard_delay(0) == pytest.approx(0.0)  # 100.0 + 4 x 0.25 = 101.0: may go
+    pool.mark_sent(0)
+    clock.t = 101.25
+    assert pool.guard_delay(0) == pytest.approx(0.0)
+    pool.mark_sent(0)
+    clock.t = 101.5  # 4 calls ago was 100.5 -> may go at 101.5
+    assert pool.guard_delay(0) == pytest.approx(0.0)
+    pool.mark_sent(0)
+    clock.t = 101.6  # a burst attempt: 4 calls ago was 100.9 -> wait until 101.9
+    assert pool.guard_delay(0) == pytest.approx(0.3)
+    assert KeyPool(1, rate=4, burst=3).span == 0  # bursts asked for: no guard

@@ -202,3 +202,13 @@ def test_missing_store_and_second_writer_are_clear_errors(tmp_path: Path) -> Non
         store.store_lock(str(tmp_path)),
     ):
         pass
+
+
+def test_a_cancelled_waiter_does_not_kill_the_journal(tmp_path: Path, real_answers) -> None:
+    template = real_answers[3743398102]
+    j = JournalWriter(str(tmp_path), "r", fsync_every=1000, fsync_interval=0.05)
+    first = j.append(ok(1, template, T0, "r"))
+    assert first.cancel()  # the task waiting on it was cancelled (a shutdown)
+    j.append(ok(2, template, T0, "r")).result(timeout=5)  # the journal still works
+    j.close()
+    assert [a.photo_id for a in store.read_answers(str(tmp_path))] == [1, 2]  # both lines are kept

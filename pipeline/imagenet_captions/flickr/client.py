@@ -202,7 +202,13 @@ class FlickrClient:
     async def __aenter__(self) -> FlickrClient:
         self._slots = asyncio.Semaphore(self.concurrency)
         self._stop = asyncio.Event()
+        self._warm = [False] * len(self._keys)
+        self._probing = [False] * len(self._keys)
+        self._warm_event = asyncio.Event()
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(self._headers_sent)
         self._session = aiohttp.ClientSession(
+            trace_configs=[trace],
             timeout=aiohttp.ClientTimeout(total=self.retry.timeout),
             connector=aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency),
             headers={"User-Agent": "imagenet-captions harvest (+https://github.com/)"},
@@ -220,12 +226,13 @@ class FlickrClient:
         last = "no call made"
         async with self._slots:
             for attempt in range(1, self.retry.max_attempts + 1):
-                index, at = self.pool.reserve()
-                await self._sleep(at - self.pool.clock())
-                if self.fatal is not None:  # another call found the key invalid: no more calls
-                    raise self.fatal
+                index, sent, probe = await self._slot()
                 try:
-                    answer = await self._call(photo_id, index)
+                    try:
+                        answer = await self._call(photo_id, index, sent)
+                    finally:
+                        if probe:
+                            self._warmed(index, sent)
                 except _Transient as t:
                     last = t.reason
                     if t.refused:
@@ -251,6 +258,48 @@ class FlickrClient:
             self.retry.max_attempts,
         )
 
+    async def _slot(self) -> tuple[int, list[float], bool]:
+        """Wait for the next call's turn: ``(key index, guard cell, is this the key's probe)``.
+
+        A key's first call (its probe) goes alone, and the key's schedule starts when it
+        returns. Why: a first call is slow to arrive (new connection, TLS, a cold server path), and
+        the calls spaced after it would otherwise reach the server bunched against it, over a
+        sliding-window quota; and an invalid key is found by one call, not by a burst of them.
+        """
+        assert self._stop is not None
+        n = len(self._keys)
+        while True:
+            if self.fatal is not None:
+                raise self.fatal
+            for i in range(n):
+                if not self._warm[i] and not self._probing[i]:
+                    self._probing[i] = True
+                    return i, self.pool.mark_sent(i), True
+            warm = [i for i in range(n) if self._warm[i]]
+            if warm:
+                break
+            waiter = asyncio.ensure_future(self._warm_event.wait())
+            stopper = asyncio.ensure_future(self._stop.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+        index, at = self.pool.reserve(warm)
+        await self._sleep(at - self.pool.clock())
+        while (wait := self.pool.guard_delay(index)) > 0 and self.fatal is None:
+            await self._sleep(wait)
+        if self.fatal is not None:  # another call found a key invalid: no more calls
+            raise self.fatal
+        return index, self.pool.mark_sent(index), False
+
+    def _warmed(self, index: int, sent: list[float]) -> None:
+        # The probe reached the server no later than its answer came back: count it from then.
+        self.pool.sent_at(sent, self.pool.clock())
+        self.pool.restart(index)
+        self._warm[index] = True
+        self._warm_event.set()
+
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the job must stop (an invalid key): calls waiting for a
         slot or a backoff then end without another call."""
@@ -265,7 +314,12 @@ class FlickrClient:
             self._stop.set()
         return error
 
-    async def _call(self, photo_id: int, index: int) -> Answer:
+    async def _headers_sent(self, session: object, ctx: object, params: object) -> None:
+        cell = getattr(ctx, "trace_request_ctx", None)
+        if isinstance(cell, list):
+            self.pool.sent_at(cell, self.pool.clock())
+
+    async def _call(self, photo_id: int, index: int, sent: list[float] | None = None) -> Answer:
         assert self._session is not None
         form = {
             "method": "flickr.photos.getInfo",
@@ -275,7 +329,7 @@ class FlickrClient:
             "nojsoncallback": "1",
         }
         try:
-            async with self._session.post(self.endpoint, data=form) as resp:
+            async with self._session.post(self.endpoint, data=form, trace_request_ctx=sent) as resp:
                 body = await resp.read()
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))

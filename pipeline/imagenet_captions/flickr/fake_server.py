@@ -81,6 +81,8 @@ class ServerStats:
     #: key -> accept times (monotonic seconds), for measuring the quota use
     accept_times: dict[str, list[float]] = field(default_factory=dict)
     max_in_window: dict[str, int] = field(default_factory=dict)
+    #: key -> refusal times (monotonic seconds)
+    refuse_times: dict[str, list[float]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -148,6 +150,7 @@ class FakeFlickr:
             return self._json(INVALID_KEY)
         if not self._admit(key, now):
             self.stats.refused += 1
+            self.stats.refuse_times.setdefault(key, []).append(now)
             return web.Response(
                 status=429, text=TOO_MANY_HTML, content_type="text/html", headers={"Retry-After": "1"}
             )

@@ -16,8 +16,9 @@ budget; :class:`KeyPool` gives each call the key whose next slot comes first.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 class Gcra:
@@ -66,23 +67,61 @@ class KeyPool:
             raise ValueError("at least one API key is needed")
         self.clock = clock
         self.limiters = [Gcra(rate, burst, clock) for _ in range(n_keys)]
+        # The guard (strict spacing only): any ``span`` consecutive calls of a key, timed when
+        # they actually go, take at least ``span`` intervals. GCRA alone times the *slots*; a
+        # call that wakes late (a busy event loop, a descheduled process) would otherwise go
+        # close to the next one, and a server counting in a sliding window sees a burst.
+        self.span = max(1, round(rate)) if burst == 1 else 0
+        self._sent: list[collections.deque[list[float]]] = [
+            collections.deque(maxlen=self.span or 1) for _ in range(n_keys)
+        ]
 
     @property
     def total_rate(self) -> float:
         return sum(1.0 / g.interval for g in self.limiters)
 
-    def reserve(self) -> tuple[int, float]:
-        """Pick a key and reserve its next slot: ``(key index, time of the slot)``."""
+    def reserve(self, among: Sequence[int] | None = None) -> tuple[int, float]:
+        """Pick a key (of ``among``, default all) and reserve its next slot: ``(index, time)``."""
         now = self.clock()
-        index = min(range(len(self.limiters)), key=lambda i: self.limiters[i].next_slot(now))
+        candidates = range(len(self.limiters)) if among is None else among
+        index = min(candidates, key=lambda i: self.limiters[i].next_slot(now))
         return index, self.limiters[index].reserve(now)
 
+    def restart(self, index: int) -> None:
+        """Start a key's schedule afresh from now (after its first call, see the client)."""
+        self.limiters[index].tat = None
+
+    def guard_delay(self, index: int, now: float | None = None) -> float:
+        """How long a call of key ``index`` must still wait for the guard (0: it may go now)."""
+        if not self.span:
+            return 0.0
+        sent = self._sent[index]
+        if len(sent) < self.span:
+            return 0.0
+        now = self.clock() if now is None else now
+        return sent[0][0] + self.span * self.limiters[index].interval - now
+
+    def mark_sent(self, index: int, now: float | None = None) -> list[float]:
+        """Record that a call of key ``index`` goes now (call right before sending it). Returns
+        the record's cell: :meth:`sent_at` moves it to when the request really left, which can be
+        later (a new connection, a cold start), so the guard spaces wire times, not intentions."""
+        cell = [self.clock() if now is None else now]
+        self._sent[index].append(cell)
+        return cell
+
+    @staticmethod
+    def sent_at(cell: list[float], when: float) -> None:
+        cell[0] = max(cell[0], when)
+
     async def acquire(self) -> int:
-        """Wait for a slot; returns the index of the key to call with."""
+        """Wait for a slot and the guard; returns the index of the key to call with."""
         index, at = self.reserve()
         delay = at - self.clock()
         if delay > 0:
             await asyncio.sleep(delay)
+        while (delay := self.guard_delay(index)) > 0:
+            await asyncio.sleep(delay)
+        self.mark_sent(index)
         return index
 
     def penalise(self, index: int, seconds: float | None = None) -> None:

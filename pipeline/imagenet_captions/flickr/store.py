@@ -166,12 +166,12 @@ class JournalWriter:
                 with self._cond:
                     self._error = e
                 for _, fut in batch:
-                    fut.set_exception(e)
+                    _resolve(fut, e)
                 continue
             self.synced += len(batch)
             self._lines += len(batch)
             for _, fut in batch:
-                fut.set_result(None)
+                _resolve(fut)
             if self._lines >= self.rotate_every:
                 self._rotate()
         self._file.close()
@@ -190,6 +190,18 @@ class JournalWriter:
             self._closing = True
             self._cond.notify()
         self._thread.join()
+
+
+def _resolve(fut: concurrent.futures.Future, error: BaseException | None = None) -> None:
+    """Complete a waiter's future; a waiter that was cancelled meanwhile (its task stopped) is
+    fine: its line is written all the same, and the journal thread must not die of it."""
+    try:
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 def _next_seq(directory: str, run_id: str) -> int:
