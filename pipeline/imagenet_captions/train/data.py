@@ -309,8 +309,8 @@ def _shuffled(samples: Iterator[dict[str, Any]], size: int, rng: random.Random) 
 class EpochDataset(torch.utils.data.IterableDataset):
     """One epoch of one rank, from ``start_step``: worker ``w`` yields the batches of its slot.
 
-    Yields dicts: ``images`` (uint8 [B, S, S, 3] when decoded on CPU) or ``jpgs`` (list of uint8
-    byte tensors) with ``seed`` for the device decoder; ``tokens`` or ``labels``; ``step``; ``skipped``
+    Yields dicts: ``images`` (uint8 [B, S, S, 3] when decoded on CPU) or ``jpg_data`` (all JPEG
+    bytes in one uint8 tensor) and ``jpg_offsets`` with ``seed`` for the device decoder; ``tokens`` or ``labels``; ``step``; ``skipped``
     (Counter of samples dropped, by reason, while building this batch).
     """
 
@@ -422,7 +422,7 @@ class EpochDataset(torch.utils.data.IterableDataset):
                     skipped["corrupt_image"] += 1
                     continue
             else:
-                jpgs.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+                jpgs.append(data)
             keys.append(s["__key__"])
             if cfg.kind == "clip":
                 texts.append(s["txt"].decode("utf-8", errors="replace"))
@@ -432,7 +432,10 @@ class EpochDataset(torch.utils.data.IterableDataset):
         if cfg.decode == "cpu":
             out["images"] = torch.from_numpy(np.stack(images))
         else:
-            out["jpgs"] = jpgs
+            # One buffer and offsets, not a tensor per image: each tensor crossing from a worker costs
+            # a shared-memory segment and a file descriptor (thousands per second otherwise).
+            out["jpg_data"] = torch.from_numpy(np.frombuffer(b"".join(jpgs), dtype=np.uint8).copy())
+            out["jpg_offsets"] = torch.tensor(np.cumsum([0] + [len(j) for j in jpgs]), dtype=torch.long)
         if cfg.kind == "clip":
             out["tokens"] = self._tokenize(texts)
         else:
@@ -491,11 +494,13 @@ class ShardLoader:
     def _finish(self, b: dict[str, Any]) -> dict[str, Any]:
         """Decode (device path), normalise and move one raw batch; runs on the current stream."""
         dev = self.device
-        if "jpgs" in b:
-            x, fallbacks, corrupt = device_decode_crop(b["jpgs"], self.cfg.augment, b["seed"], dev)
+        if "jpg_data" in b:
+            data, off = b["jpg_data"], b["jpg_offsets"].tolist()
+            jpgs = [data[off[i] : off[i + 1]] for i in range(len(off) - 1)]
+            x, fallbacks, corrupt = device_decode_crop(jpgs, self.cfg.augment, b["seed"], dev)
             self.stats["cpu_fallback"] += fallbacks
             self.stats["corrupt_image"] += corrupt
-            self.stats["device_decoded"] += len(b["jpgs"]) - fallbacks
+            self.stats["device_decoded"] += len(jpgs) - fallbacks
         else:
             x = b["images"].to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
             self.stats["cpu_decoded"] += x.shape[0]
