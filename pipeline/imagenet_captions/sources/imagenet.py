@@ -224,27 +224,31 @@ def is_tar_source(path: str | Path) -> bool:
 
 
 class ImageReader:
-    """Reads referenced image bytes, keeping one open handle per file (a shard reads many members of one tar)."""
+    """Reads referenced image bytes, keeping one open descriptor per file (a shard reads many members of one tar).
+
+    Plain ``os`` calls rather than file objects: a loose file is open + one read + close (its size is
+    known from the listing, so one ``read`` of size + 1 bytes sees the end of the file), a tar member
+    is one ``pread`` at its offset. At ImageNet's ~110 KB per image this is a few microseconds per
+    image less than ``open().read()``, and no copy through a buffer.
+    """
 
     def __init__(self) -> None:
-        self._handles: dict[str, io.BufferedReader] = {}
+        self._handles: dict[str, int] = {}
 
     def read(self, ref: dict[str, Any]) -> bytes:
         if ref.get("offset") is None:
-            with open(ref["path"], "rb") as f:
-                return f.read()
-        f = self._handles.get(ref["path"])
-        if f is None:
-            f = self._handles[ref["path"]] = open(ref["path"], "rb")  # noqa: SIM115 - closed in close()
-        f.seek(ref["offset"])
-        data = f.read(ref["size"])
+            return _read_whole(ref["path"], ref.get("size"))
+        fd = self._handles.get(ref["path"])
+        if fd is None:
+            fd = self._handles[ref["path"]] = os.open(ref["path"], os.O_RDONLY)
+        data = os.pread(fd, ref["size"], ref["offset"])
         if len(data) != ref["size"]:
             raise OSError(f"short read: {len(data)} of {ref['size']} bytes at offset {ref['offset']}")
         return data
 
     def close(self) -> None:
-        for f in self._handles.values():
-            f.close()
+        for fd in self._handles.values():
+            os.close(fd)
         self._handles.clear()
 
     def __enter__(self) -> ImageReader:
@@ -252,3 +256,22 @@ class ImageReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_MAX_READ = 0x7FFFF000  # Linux returns at most this much from one read(2)
+
+
+def _read_whole(path: str, size: int | None) -> bytes:
+    """All of a file; a regular file's short read means its end, so the usual case is one ``read``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        want = min((size or 0) + 1, _MAX_READ)
+        data = os.read(fd, want)
+        if len(data) < want:
+            return data
+        chunks = [data]  # the file grew since it was listed (or the size was unknown): read on to the end
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
