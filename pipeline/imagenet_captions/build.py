@@ -551,9 +551,10 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--jpeg-quality", type=int, default=95, help="quality of re-encoded and resized JPEGs")
     g.add_argument(
         "--verify",
-        choices=["draft", "full", "header"],
-        default="draft",
-        help="how pass-through JPEGs are checked (default: reduced-size decode)",
+        choices=["header", "draft", "full"],
+        default=ImageOptions().verify,
+        help="how pass-through JPEGs are checked: header (markers + end-of-image; the default), "
+        "draft (reduced-size decode) or full (full decode)",
     )
     g.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb bound")
 
