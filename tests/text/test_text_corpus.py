@@ -64,9 +64,16 @@ def test_corpus_has_the_stated_mess() -> None:
     descs = [i["description"] for i in items if i["description"]]
     share = lambda pred, xs: sum(map(pred, xs)) / len(xs)  # noqa: E731
     assert 0.09 < share(lambda d: "<" in d and ">" in d, descs) < 0.16
-    assert 0.05 < share(lambda d: "&amp;" in d or "&quot;" in d or "&#039;" in d or "&nbsp;" in d or "&gt;" in d, descs)
+    assert (
+        share(lambda d: "&amp;" in d or "&quot;" in d or "&#039;" in d or "&nbsp;" in d or "&gt;" in d, descs)
+        > 0.05
+    )
     titles = [i["title"] for i in items if i["title"]]
-    assert 0.06 < share(lambda t: t[:3] in ("IMG", "DSC", "_MG", "100") or t[:1] == "P" and t[1:2].isdigit(), titles) < 0.10
+    assert (
+        0.06
+        < share(lambda t: t[:3] in ("IMG", "DSC", "_MG", "100") or t[:1] == "P" and t[1:2].isdigit(), titles)
+        < 0.10
+    )
     assert any("Ã" in d or "â€" in d for d in descs)
     owners: dict[str, list[str]] = {}
     for i in items:
