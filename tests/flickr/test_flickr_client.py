@@ -216,3 +216,23 @@ def test_each_keys_first_call_goes_alone(real_answers) -> None:
     (times,) = server.accept_times.values()
     assert times[1] - times[0] >= 0.25  # waited for the probe's answer
     assert max(b - a for a, b in zip(times[1:], times[2:], strict=False)) < 0.25  # then at the rate
+
+
+def test_flickrapi_stays_usable_for_oauth_signed_calls(real_answers) -> None:
+    import flickrapi
+
+    from imagenet_captions.flickr.client import FlickrapiFetcher
+
+    flickr = flickrapi.FlickrAPI(KEY, "s3cret-of-the-app", format="json", store_token=False)
+    with FakeFlickr(real_answers, keys=[KEY], faults=Faults(p_5xx=0.3, seed=4)) as server:
+        flickr.REST_URL = server.url  # the instance's endpoint: the loopback server
+        fetcher = FlickrapiFetcher(flickr, qps=50.0, retry=RetryPolicy(10, 0.01, 0.02, 2.0))
+        answers = [fetcher.get_info(p) for p in (3743398102, 22337474460, 42)]
+        assert server.stats.by_kind["5xx"] > 0  # retried through flickrapi's FlickrError
+        wrong = FlickrapiFetcher(flickrapi.FlickrAPI("wrong-key", "x", format="json", store_token=False))
+        wrong.flickr.REST_URL = server.url
+        with pytest.raises(InvalidKeyError):
+            wrong.get_info(3743398102)
+    assert [(a.status, a.code) for a in answers] == [("ok", None), ("ok", None), ("not_found", 1)]
+    assert json.loads(answers[0].raw)["photo"]["title"]["_content"] == "Burrito"
+    assert fetcher.stats.by_outcome["http_error"] == server.stats.by_kind["5xx"]

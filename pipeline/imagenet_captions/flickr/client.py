@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 
 from imagenet_captions.errors import UsageError
-from imagenet_captions.flickr.limiter import KeyPool
+from imagenet_captions.flickr.limiter import Gcra, KeyPool
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +125,14 @@ class RetryPolicy:
 
 
 class _Transient(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None, refused: bool = False):
+    def __init__(
+        self, reason: str, retry_after: float | None = None, refused: bool = False, outcome: str = ""
+    ):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
         self.refused = refused
+        self.outcome = outcome or "transient"
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -342,50 +345,126 @@ class FlickrClient:
         except (aiohttp.ClientError, OSError) as e:
             self.stats.add("connection")
             raise _Transient(self.redact(f"connection error: {type(e).__name__}: {e}")) from None
-        fetched_at = time.time()
-        if status == 429:
-            self.stats.add("http_429")
-            raise _Transient("HTTP 429 (over the quota)", retry_after, refused=True)
-        if status != 200:
-            self.stats.add("http_5xx" if status >= 500 else f"http_{status}")
-            raise _Transient(f"HTTP {status}", retry_after)
         try:
-            text = body.decode("utf-8")
-            data = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            self.stats.add("bad_json")
-            raise _Transient("broken JSON body") from None
-        if not isinstance(data, dict) or data.get("stat") not in ("ok", "fail"):
-            self.stats.add("bad_json")
-            raise _Transient("JSON without stat")
-        if data["stat"] == "fail":
-            code = _as_int(data.get("code"))
-            if code == INVALID_KEY_CODE:
-                self.stats.add("code_100")
-                raise self._set_fatal(
-                    InvalidKeyError(
-                        f"Flickr says API key #{index + 1} of {len(self._keys)} is invalid (code 100): "
-                        "check FLICKR_API_KEY / --api-key-file"
-                    )
+            answer, outcome = classify_response(photo_id, status, body, retry_after, self.redact)
+        except _Transient as t:
+            self.stats.add(t.outcome)
+            raise
+        except _KeyRejected:
+            self.stats.add("code_100")
+            raise self._set_fatal(
+                InvalidKeyError(
+                    f"Flickr says API key #{index + 1} of {len(self._keys)} is invalid (code 100): "
+                    "check FLICKR_API_KEY / --api-key-file"
                 )
-            if code in RETRY_CODES:
-                self.stats.add(f"code_{code}")
-                raise _Transient(f"Flickr code {code}", retry_after)
-            if code == NOT_FOUND_CODE:
-                self.stats.add("not_found")
-                return Answer(photo_id, "not_found", code, None, self.redact(text), fetched_at)
-            self.stats.add("failed")
-            message = self.redact(str(data.get("message", "")))[:200]
-            return Answer(
-                photo_id, "failed", code, f"Flickr code {code}: {message}", self.redact(text), fetched_at
-            )
-        photo = data.get("photo")
-        if not isinstance(photo, dict) or _as_int(photo.get("id")) != photo_id:
-            self.stats.add("bad_json")
-            raise _Transient("answer is not about the photo asked for")
-        self.stats.add("ok")
-        # Redacted too: an answer is stored, and the key must never reach the store.
-        return Answer(photo_id, "ok", None, None, self.redact(text), fetched_at)
+            ) from None
+        self.stats.add(outcome)
+        return answer
+
+
+class _KeyRejected(Exception):
+    """Code 100: the caller turns it into an InvalidKeyError naming the key's position."""
+
+
+def classify_response(
+    photo_id: int, status: int, body: bytes, retry_after: float | None, redact: Redactor
+) -> tuple[Answer, str]:
+    """One HTTP answer to getInfo as ``(Answer, outcome)``; raises ``_Transient`` (retry) or
+    ``_KeyRejected`` (code 100). Shared by the aiohttp client and :class:`FlickrapiFetcher`."""
+    fetched_at = time.time()
+    if status == 429:
+        raise _Transient("HTTP 429 (over the quota)", retry_after, refused=True, outcome="http_429")
+    if status != 200:
+        raise _Transient(
+            f"HTTP {status}", retry_after, outcome="http_5xx" if status >= 500 else f"http_{status}"
+        )
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _Transient("broken JSON body", outcome="bad_json") from None
+    if not isinstance(data, dict) or data.get("stat") not in ("ok", "fail"):
+        raise _Transient("JSON without stat", outcome="bad_json")
+    # Redacted too: an answer is stored, and the key must never reach the store.
+    if data["stat"] == "fail":
+        code = _as_int(data.get("code"))
+        if code == INVALID_KEY_CODE:
+            raise _KeyRejected()
+        if code in RETRY_CODES:
+            raise _Transient(f"Flickr code {code}", retry_after, outcome=f"code_{code}")
+        if code == NOT_FOUND_CODE:
+            return Answer(photo_id, "not_found", code, None, redact(text), fetched_at), "not_found"
+        message = redact(str(data.get("message", "")))[:200]
+        return Answer(
+            photo_id, "failed", code, f"Flickr code {code}: {message}", redact(text), fetched_at
+        ), "failed"
+    photo = data.get("photo")
+    if not isinstance(photo, dict) or _as_int(photo.get("id")) != photo_id:
+        raise _Transient("answer is not about the photo asked for", outcome="bad_json")
+    return Answer(photo_id, "ok", None, None, redact(text), fetched_at), "ok"
+
+
+class FlickrapiFetcher:
+    """The alternative client, for users who need OAuth-signed calls: ``flickrapi`` does the
+    signing and the HTTP; the quota, retries, classification and redaction are ours, so its
+    answers are the same :class:`Answer` objects (one call at a time: it is synchronous).
+
+        flickr = flickrapi.FlickrAPI(key, secret, format="json")
+        flickr.authenticate_via_browser(perms="read")
+        answer = FlickrapiFetcher(flickr).get_info(3743398102)
+    """
+
+    def __init__(self, flickr: Any, qps: float = 0.95, retry: RetryPolicy | None = None):
+        self.flickr = flickr
+        self.limiter = Gcra(qps)
+        self.retry = retry or RetryPolicy()
+        self.redact = Redactor(
+            [
+                str(flickr.flickr_oauth.oauth.client.client_key or ""),
+                str(flickr.flickr_oauth.oauth.client.client_secret or ""),
+            ]
+        )
+        self.stats = CallStats()
+        self.rng = random.Random()
+
+    def get_info(self, photo_id: int) -> Answer:
+        import flickrapi.exceptions
+        import requests
+
+        last = "no call made"
+        for attempt in range(1, self.retry.max_attempts + 1):
+            time.sleep(max(0.0, self.limiter.reserve() - time.monotonic()))
+            try:
+                body = self.flickr.photos.getInfo(
+                    photo_id=str(photo_id), format="json", nojsoncallback="1", timeout=self.retry.timeout
+                )
+                answer, outcome = classify_response(photo_id, 200, bytes(body), None, self.redact)
+            except _KeyRejected:
+                self.stats.add("code_100")
+                raise InvalidKeyError("Flickr says the API key is invalid (code 100)") from None
+            except _Transient as t:
+                self.stats.add(t.outcome)
+                last = t.reason
+            except (flickrapi.exceptions.FlickrError, requests.RequestException) as e:
+                # flickrapi raises for any HTTP status but 200 (so no Retry-After here).
+                self.stats.add("http_error")
+                last = self.redact(f"{type(e).__name__}: {e}")
+            else:
+                self.stats.add(outcome)
+                answer.attempts = attempt
+                return answer
+            if attempt < self.retry.max_attempts:
+                cap = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+                time.sleep(self.rng.uniform(0, cap))
+        return Answer(
+            photo_id,
+            "failed",
+            None,
+            self.redact(f"gave_up: {last}"),
+            None,
+            time.time(),
+            self.retry.max_attempts,
+        )
 
 
 def _as_int(value: Any) -> int | None:
