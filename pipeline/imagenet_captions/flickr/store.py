@@ -324,26 +324,38 @@ def resolve(directory: str) -> str:
     return inner if os.path.isdir(inner) else directory
 
 
-def read_answers(directory: str) -> list[StoredAnswer]:
-    """Every stored answer version (parts and not-yet-compacted journals), deduplicated."""
+def _segments(directory: str) -> list[str]:
     directory = resolve(directory)
     if not os.path.isdir(directory):
         raise UsageError(f"no response store at {directory}")
+    return [os.path.join(directory, n) for n in sorted(os.listdir(directory)) if _SEGMENT.match(n)]
+
+
+def _iter_segment(path: str, with_raw: bool) -> Iterator[StoredAnswer]:
+    """The rows of one part or journal; without ``raw`` when not asked for (it is most of the
+    bytes: 450k answers are over a gigabyte of JSON text), streamed in record batches."""
+    if path.endswith(".jsonl"):
+        for a in _read_journal(path):
+            if not with_raw:
+                a.raw = None
+            yield a
+        return
+    columns = [n for n in SCHEMA.names if with_raw or n != "raw"]
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=8192):
+            for row in batch.to_pylist():
+                row["fetched_at"] = row["fetched_at"].timestamp()
+                row.setdefault("raw", None)
+                yield StoredAnswer(**row)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UsageError(f"damaged Parquet file in the response store: {path}: {e}") from None
+
+
+def read_answers(directory: str, with_raw: bool = True) -> list[StoredAnswer]:
+    """Every stored answer version (parts and not-yet-compacted journals), deduplicated."""
     answers: list[StoredAnswer] = []
-    for name in sorted(os.listdir(directory)):
-        path = os.path.join(directory, name)
-        if not _SEGMENT.match(name):
-            continue
-        if name.endswith(".jsonl"):
-            answers.extend(_read_journal(path))
-            continue
-        try:
-            table = pq.read_table(path, schema=SCHEMA)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise UsageError(f"damaged Parquet file in the response store: {path}: {e}") from None
-        for row in table.to_pylist():
-            row["fetched_at"] = row["fetched_at"].timestamp()
-            answers.append(StoredAnswer(**row))
+    for path in _segments(directory):
+        answers.extend(_iter_segment(path, with_raw))
     return _dedup(answers)
 
 
@@ -360,13 +372,15 @@ def _as_of_seconds(as_of: datetime | None) -> float:
     return as_of.timestamp()
 
 
-def effective_answers(directory: str, as_of: datetime | None = None) -> dict[int, StoredAnswer]:
+def effective_answers(
+    directory: str, as_of: datetime | None = None, with_raw: bool = True
+) -> dict[int, StoredAnswer]:
     """Per photo: the answer that holds as of ``as_of`` (see the module docstring), with the image
     ids of all its versions merged (the URL list may change between runs)."""
     limit = _as_of_seconds(as_of)
     best: dict[int, StoredAnswer] = {}
     image_ids: dict[int, set[str]] = {}
-    for a in read_answers(directory):
+    for a in read_answers(directory, with_raw):
         image_ids.setdefault(a.photo_id, set()).update(a.image_ids)
         if a.fetched_at > limit:
             continue
@@ -384,7 +398,7 @@ def answered_photo_ids(directory: str, fresh_after: float | None = None) -> set[
     if not os.path.isdir(directory):
         return set()
     done: set[int] = set()
-    for a in read_answers(directory):
+    for a in read_answers(directory, with_raw=False):
         if a.final and (fresh_after is None or a.fetched_at >= fresh_after):
             done.add(a.photo_id)
     return done
@@ -417,19 +431,26 @@ def iter_release_records(responses_dir: str, as_of: datetime | None = None) -> I
     sorted by image id. Fields: filename, wnid, title, tags (raw, as typed), description (HTML as
     Flickr gives it), photo_id, license, owner. Images whose photo is not_found/failed are
     counted by :func:`store_summary` and listed by :func:`iter_image_status`."""
-    answers = effective_answers(responses_dir, as_of)
-    pairs = sorted(
-        ((iid, a) for a in answers.values() if a.status == "ok" for iid in a.image_ids),
-        key=lambda pair: (pair[0], pair[1].photo_id),
-    )
-    for image_id, answer in pairs:
-        yield release_record(image_id, answer)
+    # Two passes, so that only the winning answers' JSON is ever held: choose without raw text,
+    # then stream the segments again and parse just the chosen rows.
+    answers = effective_answers(responses_dir, as_of, with_raw=False)
+    chosen = {(a.photo_id, a.run_id, a.fetched_at): a for a in answers.values() if a.status == "ok"}
+    records: list[dict] = []
+    for path in _segments(responses_dir):
+        for row in _iter_segment(path, with_raw=True):
+            a = chosen.pop((row.photo_id, row.run_id, row.fetched_at), None)
+            if a is not None:
+                a.raw = row.raw
+                records.extend(release_record(iid, a) for iid in a.image_ids)
+                a.raw = None
+    records.sort(key=lambda r: (r["filename"], r["photo_id"]))
+    yield from records
 
 
 def iter_image_status(responses_dir: str, as_of: datetime | None = None) -> Iterator[dict]:
     """Every image id in the store with its photo's effective status: ``{"image_id", "photo_id",
     "status", "code", "error"}``, sorted by image id (for accounting in a build report)."""
-    answers = effective_answers(responses_dir, as_of)
+    answers = effective_answers(responses_dir, as_of, with_raw=False)
     rows = sorted(
         ((iid, a) for a in answers.values() for iid in a.image_ids),
         key=lambda pair: (pair[0], pair[1].photo_id),
@@ -447,7 +468,7 @@ def iter_image_status(responses_dir: str, as_of: datetime | None = None) -> Iter
 def store_summary(responses_dir: str, as_of: datetime | None = None) -> dict[str, Any]:
     """Counts for a build report: image ids and photos by effective status as of ``as_of``
     (``failed`` split into ``failed`` with a Flickr code and ``gave_up``), and answer versions."""
-    answers = effective_answers(responses_dir, as_of)
+    answers = effective_answers(responses_dir, as_of, with_raw=False)
     images: Counter = Counter()
     photos: Counter = Counter()
     for a in answers.values():
