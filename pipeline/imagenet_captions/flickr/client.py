@@ -181,6 +181,7 @@ class FlickrClient:
         concurrency: int | None = None,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        pool: Any = None,
     ):
         if not keys:
             raise UsageError(f"no Flickr API key: set {KEY_ENV} or pass --api-key-file")
@@ -188,7 +189,8 @@ class FlickrClient:
         self.redact = Redactor(self._keys)
         self.endpoint = endpoint
         self.retry = retry or RetryPolicy()
-        self.pool = KeyPool(len(self._keys), qps, burst)
+        # The local pool, or a shared one (redis_limiter.RedisKeyPool) for distributed workers.
+        self.pool = pool if pool is not None else KeyPool(len(self._keys), qps, burst)
         self.concurrency = concurrency or int(math.ceil(self.pool.total_rate * self.retry.timeout)) + 4
         self.rng = rng or random.Random()
         self.stats = CallStats()
@@ -222,6 +224,8 @@ class FlickrClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if hasattr(self.pool, "aclose"):
+            await self.pool.aclose()
 
     async def get_info(self, photo_id: int) -> Answer:
         """The photo's answer after retries. Raises :class:`InvalidKeyError` (stop the job)."""
@@ -239,7 +243,7 @@ class FlickrClient:
                 except _Transient as t:
                     last = t.reason
                     if t.refused:
-                        self.pool.penalise(index)
+                        await self.pool.apenalise(index)
                     if attempt == self.retry.max_attempts:
                         break
                     cap = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
@@ -288,7 +292,7 @@ class FlickrClient:
             finally:
                 waiter.cancel()
                 stopper.cancel()
-        index, at = self.pool.reserve(warm)
+        index, at = await self.pool.areserve(warm)
         await self._sleep(at - self.pool.clock())
         while (wait := self.pool.guard_delay(index)) > 0 and self.fatal is None:
             await self._sleep(wait)

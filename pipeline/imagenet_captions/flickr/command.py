@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.25,
         help="longest wait before a journal fsync, seconds (0.25)",
     )
+    parser.add_argument(
+        "--shared-limiter",
+        action="store_true",
+        help="share each key's quota with other harvest workers through Redis at $FLICKR_REDIS_URL",
+    )
     parser.add_argument("--export", metavar="FILE", help="write the store as release-format JSON")
     parser.add_argument("--as-of", help="with --export/--diff: the answers as of this date (ISO 8601, UTC)")
     parser.add_argument("--diff", metavar="RELEASE", help="compare the store with a release JSON file")
@@ -102,6 +107,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             "fsync_every": args.fsync_every,
             "fsync_interval": args.fsync_interval,
             "progress_every": args.progress_every,
+            "shared_limiter": args.shared_limiter,
         }
         refresh = None if args.refresh is None else pipeline.parse_age(args.refresh)
         report = pipeline.run_harvest(args.urls, args.out, overrides, args.limit, refresh, extra)

@@ -87,6 +87,13 @@ class KeyPool:
         index = min(candidates, key=lambda i: self.limiters[i].next_slot(now))
         return index, self.limiters[index].reserve(now)
 
+    async def areserve(self, among: Sequence[int] | None = None) -> tuple[int, float]:
+        """:meth:`reserve`, as the client calls it (a shared pool reserves over the network)."""
+        return self.reserve(among)
+
+    async def apenalise(self, index: int, seconds: float | None = None) -> None:
+        self.penalise(index, seconds)
+
     def restart(self, index: int) -> None:
         """Start a key's schedule afresh from now (after its first call, see the client)."""
         self.limiters[index].tat = None

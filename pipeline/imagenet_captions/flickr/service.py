@@ -21,11 +21,13 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr.client import (
     DEFAULT_ENDPOINT,
     Answer,
@@ -58,6 +60,8 @@ class HarvestConfig:
     fsync_interval: float = 0.25
     rotate_every: int = 20_000
     progress_every: float = 10.0
+    #: Share each key's schedule with every worker through Redis at $FLICKR_REDIS_URL.
+    shared_limiter: bool = False
 
 
 def format_duration(seconds: float) -> str:
@@ -116,6 +120,14 @@ class HarvestService:
     def __init__(self, config: HarvestConfig, keys: list[str] | None = None):
         self.config = config
         keys = load_api_keys(config.api_key_file) if keys is None else keys
+        pool = None
+        if config.shared_limiter:
+            from imagenet_captions.flickr.redis_limiter import REDIS_ENV, RedisKeyPool
+
+            url = os.environ.get(REDIS_ENV)
+            if not url:
+                raise UsageError(f"--shared-limiter needs the Redis URL in ${REDIS_ENV}")
+            pool = RedisKeyPool(url, keys, config.qps, config.burst)
         self.client = FlickrClient(
             keys,
             config.endpoint,
@@ -123,6 +135,7 @@ class HarvestService:
             burst=config.burst,
             concurrency=config.concurrency,
             retry=RetryPolicy(config.max_attempts, config.base_delay, config.max_delay, config.timeout),
+            pool=pool,
         )
         del keys  # only the client holds them
         self.redact = self.client.redact
