@@ -94,3 +94,55 @@ def test_empty_input_gives_one_stats_dict() -> None:
     with beam.Pipeline(runner=FnApiRunner()) as p:
         out = p | beam.Create([]) | CleanText(TextOptions(lang_backend="none"))
         assert_that(out["stats"] | beam.Map(lambda s: (s["input"], s["written"])), equal_to([(0, 0)]))
+
+
+def _bad_records() -> list[dict]:
+    return [
+        {"key": "n0_1", "title": "", "tags": [], "description": ""},
+        {"key": "n0_2", "title": " \t ", "tags": ["  ", ""], "description": "\n\n"},
+        {"key": "n0_3", "title": "x", "tags": [], "description": "<p>" + "word &amp;amp; " * 80_000 + "</p>"},
+        {"key": "n0_4", "title": "bad\u200b", "tags": ["\ufeff"], "description": "e\u0301 \u0301lone"},
+        {"key": "n0_5", "title": "שלום \u202eעולם", "tags": ["😀"], "description": "x\x00y"},
+        {
+            "key": "n0_6",
+            "title": "<script>alert(1)</script><style>a{}</style>ok",
+            "tags": [],
+            "description": "<b>open",
+        },
+        {
+            "key": "n0_7",
+            "title": "&amp;amp;amp;quot;deep&amp;amp;amp;quot;",
+            "tags": None,
+            "description": None,
+        },
+    ]
+
+
+def test_bad_inputs_through_the_transform_come_out_clean_or_dropped() -> None:
+    import pyarrow as pa
+
+    _GOT.clear()
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        # No lone surrogates here: Beam's coders cannot encode them, and Beam samples element sizes
+        # by encoding them even between fused steps, so a reader must remove them before the first
+        # PCollection (ijson already turns them into "?"); TextStage's handling of them is tested
+        # without Beam in test_text_clean.py and test_text_stage.py.
+        out = p | beam.Create(_bad_records()) | CleanText(TextOptions(drop_empty=True))
+        both = (
+            out["records"] | beam.Map(lambda r: ("r", r)),
+            out["dropped"] | beam.Map(lambda d: ("d", d)),
+        ) | beam.Flatten()
+        both | beam.combiners.ToList() | beam.Map(_keep)
+    rows = _GOT["all"]
+    records = {x["key"]: x for kind, x in rows if kind == "r"}
+    dropped = dict(x for kind, x in rows if kind == "d")
+    assert dropped == {"n0_1": "empty_text", "n0_2": "empty_text"}
+    assert set(records) == {"n0_3", "n0_4", "n0_5", "n0_6", "n0_7"}
+    assert records["n0_4"]["title"] == "bad" and records["n0_4"]["tags"] == []
+    assert records["n0_4"]["description"] == "\u00e9 lone"
+    assert records["n0_5"]["title"] == "שלום עולם" and records["n0_5"]["description"] == "xy"
+    assert records["n0_6"]["title"] == "ok" and records["n0_6"]["description"] == "open"
+    assert records["n0_7"]["caption"] == '"deep"'
+    assert "&amp;" not in records["n0_3"]["caption"] and "<p>" not in records["n0_3"]["caption"]
+    for r in records.values():
+        pa.array([r["caption"], r["title"], r["description"], *r["tags"]], pa.string())

@@ -239,4 +239,6 @@ def test_stats_merge_equals_single_pass_and_adds_up() -> None:
     assert merged["written"] + sum(merged["dropped"].values()) == merged["input"] == 30
     assert merged["dropped"] == {"empty_text": 5}
     assert merged["non_empty"]["title"] == 20
+    assert merged["length_chars"]["title"]["count"] == 20 and merged["length_chars"]["title"]["min"] == 6
+    assert merged["tags_per_record"]["count"] == 15  # only the records that have tags (odd i)
     json.dumps(merged)

@@ -13,7 +13,8 @@ from typing import Any
 
 from imagenet_captions.text.stage import TextOutcome
 
-#: Fields whose length (characters; for tags, the number of tags) is summarised.
+#: Fields whose length (characters; for tags, the number of tags) is summarised, over the written
+#: records where the field is not empty.
 LENGTH_FIELDS = ("title", "description", "tags", "caption")
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
@@ -66,8 +67,8 @@ class TextStats:
         self.written += 1
         for f in LENGTH_FIELDS:
             n = len(rec[f])
-            self.lengths[f][n] += 1
-            if n:
+            if n:  # lengths of non-empty fields; how many are empty is non_empty's complement
+                self.lengths[f][n] += 1
                 self.non_empty[f] += 1
         if rec.get("lang_score") is not None:
             self.lang_score_hist[int(rec["lang_score"] * 10)] += 1
