@@ -17,9 +17,9 @@ from trainshards import make_shards
 from imagenet_captions.errors import UsageError
 from imagenet_captions.train.data import (
     Augment,
-    EpochDataset,
     LoaderConfig,
     ShardLoader,
+    StepsDataset,
     decode_crop_pil,
     device_decode_crop,
     resolve_shards,
@@ -67,7 +67,7 @@ def test_workers_and_in_process_give_identical_batches(shards):
     """Worker processes and an in-process iteration of the same slots make the same batches."""
     spec = resolve_shards(str(shards))
     cfg = _cfg()
-    in_process = list(EpochDataset(spec, cfg, epoch=0, start_step=0, steps=12, rank=0, world=1))
+    in_process = list(StepsDataset(spec, cfg, 0, 12, steps_per_epoch=12, rank=0, world=1))
     loader = _loader(shards)
     with_workers = list(loader.epoch(0))
     assert len(in_process) == len(with_workers) == 12
@@ -89,11 +89,27 @@ def test_start_step_resumes_the_same_batches(shards):
         assert a["keys"] == b["keys"] and torch.equal(a["images"], b["images"])
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_workers_run_across_epochs_and_resume_anywhere(shards):
+    """12 steps per epoch over 5 workers: the worker-to-slot map shifts each epoch, and a run from
+    any global step gives the same batches as the whole run, epoch by epoch."""
+    loader = _loader(shards, workers=5)
+    whole = list(loader.steps(0, 30))
+    assert [(b["epoch"], b["step"]) for b in whole] == [divmod(g, 12) for g in range(30)]
+    by_epoch = list(loader.epoch(0)) + list(loader.epoch(1)) + list(loader.epoch(2))[:6]
+    assert [b["keys"] for b in whole] == [b["keys"] for b in by_epoch]
+    resumed = list(loader.steps(17, 30))
+    assert [b["keys"] for b in resumed] == [b["keys"] for b in whole[17:]]
+    spec = resolve_shards(str(shards))
+    in_process = list(StepsDataset(spec, _cfg(workers=5), 0, 30, 12, rank=0, world=1))
+    assert [b["keys"] for b in in_process] == [b["keys"] for b in whole]
+
+
 def test_ranks_split_the_data(shards):
     spec = resolve_shards(str(shards))
     cfg = _cfg(workers=1, shuffle_buffer=0)  # no buffer across the pass end: one pass exactly
-    r0 = [k for b in EpochDataset(spec, cfg, 0, 0, 6, rank=0, world=2) for k in b["keys"]]
-    r1 = [k for b in EpochDataset(spec, cfg, 0, 0, 6, rank=1, world=2) for k in b["keys"]]
+    r0 = [k for b in StepsDataset(spec, cfg, 0, 6, 6, rank=0, world=2) for k in b["keys"]]
+    r1 = [k for b in StepsDataset(spec, cfg, 0, 6, 6, rank=1, world=2) for k in b["keys"]]
     assert len(r0) == len(r1) == 96 and not set(r0) & set(r1)
 
 

@@ -306,27 +306,33 @@ def _shuffled(samples: Iterator[dict[str, Any]], size: int, rng: random.Random) 
     return _shuffle(samples, bufsize=size, initial=size, rng=rng)
 
 
-class EpochDataset(torch.utils.data.IterableDataset):
-    """One epoch of one rank, from ``start_step``: worker ``w`` yields the batches of its slot.
+class StepsDataset(torch.utils.data.IterableDataset):
+    """The batches of global steps ``[start, end)`` of one rank; worker ``w`` yields every ``W``-th.
+
+    Global step ``g`` is step ``g % steps_per_epoch`` of epoch ``g // steps_per_epoch``; within an
+    epoch, step ``i`` belongs to slot ``i % W``. The DataLoader hands out worker ``w``'s batches for
+    loader positions ``w, w+W, ...``, so a worker serves one slot per epoch and runs across epoch
+    boundaries without restarting (restarting workers every epoch stalls the GPU).
 
     Yields dicts: ``images`` (uint8 [B, S, S, 3] when decoded on CPU) or ``jpg_data`` (all JPEG
-    bytes in one uint8 tensor) and ``jpg_offsets`` with ``seed`` for the device decoder; ``tokens`` or ``labels``; ``step``; ``skipped``
-    (Counter of samples dropped, by reason, while building this batch).
+    bytes in one uint8 tensor) and ``jpg_offsets`` with ``seed`` for the device decoder; ``tokens``
+    or ``labels``; ``epoch`` and ``step`` (in the epoch); ``skipped`` (Counter of samples dropped,
+    by reason, while building this batch).
     """
 
     def __init__(
         self,
         spec: ShardSpec,
         cfg: LoaderConfig,
-        epoch: int,
-        start_step: int,
-        steps: int,
+        start: int,
+        end: int,
+        steps_per_epoch: int,
         rank: int,
         world: int,
     ) -> None:
         super().__init__()
-        self.spec, self.cfg, self.epoch = spec, cfg, epoch
-        self.start_step, self.steps, self.rank, self.world = start_step, steps, rank, world
+        self.spec, self.cfg, self.start, self.end, self.spe = spec, cfg, start, end, steps_per_epoch
+        self.rank, self.world = rank, world
         self._tokenizer = None
 
     def _tokenize(self, texts: list[str]) -> torch.Tensor:
@@ -339,36 +345,37 @@ class EpochDataset(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         n_workers = max(1, self.cfg.workers)
-        wid = info.id if info is not None else 0
         if info is not None and info.num_workers != n_workers:
-            raise RuntimeError("EpochDataset must run with exactly cfg.workers DataLoader workers")
-        if info is None:
-            # In-process loading (workers=0 or a direct iteration): this one iterator plays every slot
-            # in step order, so the batches are the same as with workers.
-            iters = {s: self._slot_batches(s) for s in range(n_workers)}
-            for step in range(self.start_step, self.steps):
-                yield next(iters[step % n_workers])
-            return
-        slot = (self.start_step + wid) % n_workers
-        batches = self._slot_batches(slot)
-        for _ in range(self.start_step + wid, self.steps, n_workers):
-            yield next(batches)
+            raise RuntimeError("StepsDataset must run with exactly cfg.workers DataLoader workers")
+        # In-process (workers=0, or iterated directly) one iterator plays every slot in step order,
+        # so the batches are the same as with worker processes.
+        mine = (
+            range(self.start, self.end) if info is None else range(self.start + info.id, self.end, n_workers)
+        )
+        streams: dict[tuple[int, int], Iterator[dict[str, Any]]] = {}
+        for g in mine:
+            epoch, i = divmod(g, self.spe)
+            key = (epoch, i % n_workers)
+            if key not in streams:
+                streams = {k: v for k, v in streams.items() if k[0] == epoch}  # drop finished epochs
+                streams[key] = self._slot_batches(epoch, key[1], first=i)
+            yield next(streams[key])
 
-    def _slot_batches(self, slot: int) -> Iterator[dict[str, Any]]:
-        """The batches of steps slot, slot+W, ... from ``start_step`` on, raw ones before it skipped."""
+    def _slot_batches(self, epoch: int, slot: int, first: int) -> Iterator[dict[str, Any]]:
+        """The batches of steps slot, slot+W, ... of ``epoch`` from ``first`` on (earlier ones skipped raw)."""
         cfg = self.cfg
         n_workers = max(1, cfg.workers)
         stream = self.rank * n_workers + slot
         n_streams = self.world * n_workers
-        raw = _SlotStream(self.spec, cfg, self.epoch, stream, n_streams).samples()
-        raw = _shuffled(raw, cfg.shuffle_buffer, _rng(cfg.seed, self.epoch, "buffer", stream))
-        seeds = _rng(cfg.seed, self.epoch, "augment", stream)
+        raw = _SlotStream(self.spec, cfg, epoch, stream, n_streams).samples()
+        raw = _shuffled(raw, cfg.shuffle_buffer, _rng(cfg.seed, epoch, "buffer", stream))
+        seeds = _rng(cfg.seed, epoch, "augment", stream)
         step = slot
         while True:
             batch: list[dict[str, Any]] = []
             skipped: Counter[str] = Counter()
             seed = seeds.getrandbits(63)
-            if step < self.start_step:
+            if step < first:
                 # Resume: consume exactly what this batch would take, without decoding images.
                 while len(batch) < cfg.batch_size:
                     s = next(raw)
@@ -376,7 +383,9 @@ class EpochDataset(torch.utils.data.IterableDataset):
                         batch.append(s)
                 step += n_workers
                 continue
-            yield self._build(raw, seed, step)
+            out = self._build(raw, seed, step)
+            out["epoch"] = epoch
+            yield out
             step += n_workers
 
     def _check(self, s: dict[str, Any], skipped: Counter[str]) -> str | None:
@@ -478,8 +487,8 @@ class ShardLoader:
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self.stats: Counter[str] = Counter()
 
-    def _loader(self, epoch: int, start_step: int) -> torch.utils.data.DataLoader:
-        ds = EpochDataset(self.spec, self.cfg, epoch, start_step, self.steps_per_epoch, self.rank, self.world)
+    def _loader(self, start: int, end: int) -> torch.utils.data.DataLoader:
+        ds = StepsDataset(self.spec, self.cfg, start, end, self.steps_per_epoch, self.rank, self.world)
         w = self.cfg.workers
         return torch.utils.data.DataLoader(
             ds,
@@ -509,7 +518,7 @@ class ShardLoader:
         x = (x - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = {"images": x, "step": b["step"], "keys": b["keys"]}
+        out = {"images": x, "step": b["step"], "epoch": b["epoch"], "keys": b["keys"]}
         if "tokens" in b:
             out["tokens"] = b["tokens"].to(dev, non_blocking=True)
         if "labels" in b:
@@ -518,7 +527,11 @@ class ShardLoader:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, Any]]:
         """The batches of ``epoch`` from ``start_step`` to the end of the epoch, in step order."""
-        raw = iter(self._loader(epoch, start_step))
+        return self.steps(epoch * self.steps_per_epoch + start_step, (epoch + 1) * self.steps_per_epoch)
+
+    def steps(self, start: int, end: int) -> Iterator[dict[str, Any]]:
+        """The batches of global steps ``[start, end)`` in order, across epochs, one set of workers."""
+        raw = iter(self._loader(start, end))
         if self.device.type != "cuda" or self.prefetch <= 0:
             for b in raw:
                 yield self._finish(b)

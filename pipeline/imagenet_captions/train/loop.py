@@ -304,6 +304,11 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
         spec, lcfg, pre["mean"], pre["std"], device, rank, world, channels_last=bool(o["channels_last"])
     )
     spe = loader.steps_per_epoch
+    if resume is not None and resume["data_position"].get("steps_per_epoch") != spe:
+        raise UsageError(
+            f"--resume: the run had {resume['data_position'].get('steps_per_epoch')} steps per epoch, "
+            f"now {spe} (different data or --train-num-samples)"
+        )
     total_steps = int(o["steps"]) if o.get("steps") else int(o["epochs"]) * spe
     if total_steps <= 0:
         raise UsageError("nothing to train: give --steps or --epochs > 0")
@@ -420,47 +425,44 @@ def train(options: dict[str, Any]) -> dict[str, Any]:
     last_loss = float("nan")
     losses: list[float] = []
     train_model.train()
-    while step < total_steps:
-        for batch in loader.epoch(epoch, step_in_epoch):
-            loss = stepper(batch["images"], batch["tokens"] if kind == "clip" else batch["labels"])
-            scheduler.step()
-            step += 1
-            step_in_epoch += 1
-            if step % log_every == 0 or step == total_steps:
-                last_loss = float(loss.detach().float().item())  # a sync, only at log steps
-                if world > 1:
-                    t = torch.tensor([last_loss], device=device)
-                    torch.distributed.all_reduce(t)
-                    last_loss = float(t.item()) / world
-                losses.append(last_loss)
-                now = time.perf_counter()
-                rate = (step - step_last) * global_batch / max(1e-9, now - t_last)
-                row = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": last_loss,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "samples_per_s": rate,
-                    "elapsed_s": now - t0,
-                    **{f"data_{k}": v for k, v in sorted(loader.stats.items())},
-                }
-                metrics.write(row)
-                if is_main:
-                    eta = (total_steps - step) * global_batch / max(rate, 1e-9)
-                    print(
-                        f"step {step}/{total_steps} epoch {epoch} loss {last_loss:.4f} lr {row['lr']:.3g} "
-                        f"{rate:,.0f} samples/s eta {eta / 60:.1f} min",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                t_last, step_last = time.perf_counter(), step
-            if step_in_epoch >= spe:
-                epoch += 1
-                step_in_epoch = 0
-            if save_every and step % save_every == 0 and step < total_steps:
-                save()
-            if step >= total_steps:
-                break
+    # One loader (one set of workers) for the whole run, across epochs.
+    for batch in loader.steps(step, total_steps):
+        loss = stepper(batch["images"], batch["tokens"] if kind == "clip" else batch["labels"])
+        scheduler.step()
+        step += 1
+        if step % log_every == 0 or step == total_steps:
+            last_loss = float(loss.detach().float().item())  # a sync, only at log steps
+            if world > 1:
+                t = torch.tensor([last_loss], device=device)
+                torch.distributed.all_reduce(t)
+                last_loss = float(t.item()) / world
+            losses.append(last_loss)
+            now = time.perf_counter()
+            rate = (step - step_last) * global_batch / max(1e-9, now - t_last)
+            row = {
+                "step": step,
+                "epoch": epoch,
+                "loss": last_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "samples_per_s": rate,
+                "elapsed_s": now - t0,
+                **{f"data_{k}": v for k, v in sorted(loader.stats.items())},
+            }
+            metrics.write(row)
+            if is_main:
+                eta = (total_steps - step) * global_batch / max(rate, 1e-9)
+                print(
+                    f"step {step}/{total_steps} epoch {epoch} loss {last_loss:.4f} lr {row['lr']:.3g} "
+                    f"{rate:,.0f} samples/s eta {eta / 60:.1f} min",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            t_last, step_last = time.perf_counter(), step
+        epoch, step_in_epoch = divmod(step, spe)
+        if save_every and step % save_every == 0 and step < total_steps:
+            save()
+        if step >= total_steps:
+            break
     save()
     metrics.close()
     if world > 1:
