@@ -56,6 +56,7 @@ def test_harvest_accounts_for_every_line_and_never_asks_twice(make_world, key_en
             "matched": 61,
             "not_flickr": 1,
             "flickr_no_id": 0,
+            "other_synset": 0,
             "malformed": 1,
             "blank": 0,
         }
@@ -114,6 +115,28 @@ def test_limit_takes_the_smallest_ids_and_counts_the_rest(make_world, key_env, t
         report = run_harvest(str(gz), str(tmp_path / "out"), {"endpoint": server.url, **FAST}, limit=10)
     assert report["photos"]["to_fetch"] == 10 and report["photos"]["left_by_limit"] == 20
     assert sorted(server.stats.answered) == sorted(responses)[:10]
+
+
+def test_only_imagenet_1k_classes_unless_asked(make_world, key_env, tmp_path: Path) -> None:
+    urls, responses = make_world(5, gone=0)
+    # n00004475 (organism) is in the full list but not one of ImageNet-1k's classes
+    extra = "n00004475_6590\thttp://farm4.static.flickr.com/3175/2737866473_7958dc8760.jpg\n"
+    urls.write_text(urls.read_text() + extra)
+    with FakeFlickr(responses, keys=[KEY], qps=200) as server:
+        one_k = run_harvest(str(urls), str(tmp_path / "a"), {"endpoint": server.url, **FAST})
+        assert (one_k["lines"]["other_synset"], one_k["photos"]["matched"]) == (1, 5)
+        every = run_harvest(str(urls), str(tmp_path / "b"), {"endpoint": server.url, **FAST}, synsets="all")
+        assert (every["lines"]["other_synset"], every["photos"]["matched"]) == (0, 6)
+        listed = tmp_path / "wnids.txt"
+        listed.write_text("# just this one\nn00004475\n")
+        only = run_harvest(
+            str(urls), str(tmp_path / "c"), {"endpoint": server.url, **FAST}, synsets=str(listed)
+        )
+        assert (only["lines"]["other_synset"], only["photos"]["matched"]) == (7, 1)
+    assert only["fetched"] == {"ok": 0, "not_found": 1, "failed": 0, "gave_up": 0}
+    listed.write_text("tench\n")
+    with pytest.raises(UsageError, match="must list wnids"):
+        run_harvest(str(urls), str(tmp_path / "d"), synsets=str(listed))
 
 
 def test_an_invalid_key_stops_the_harvest_at_once(make_world, monkeypatch, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr.urls import (
     base58_decode,
     base58_encode,
+    in_synsets,
     iter_lines,
     parse_line,
     photo_id_from_url,
@@ -120,3 +121,14 @@ def test_damaged_gzip_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
         list(iter_lines(str(bad)))
     with pytest.raises(UsageError, match="cannot read"):
         list(iter_lines(str(tmp_path / "nope.txt")))
+
+
+def test_synset_filter_counts_other_classes_whatever_their_url() -> None:
+    keep = frozenset({"n02802426"})
+    flickr = parse_line(b"n00004475_1\thttp://farm4.static.flickr.com/3175/2737866473_7958dc8760.jpg")
+    other = parse_line(b"n00004475_2\thttp://example.com/x.jpg")
+    mine = parse_line(b"n02802426_1\thttp://example.com/x.jpg")
+    assert in_synsets(flickr, keep).outcome == "other_synset" and in_synsets(flickr, keep).photo_id is None
+    assert in_synsets(other, keep).outcome == "other_synset"
+    assert in_synsets(mine, keep) is mine and in_synsets(flickr, None) is flickr
+    assert in_synsets(parse_line(b"garbage"), keep).outcome == "malformed"

@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="calls per second per key (default 0.95: Flickr allows 3,600/hour)",
     )
     parser.add_argument("--burst", type=int, default=1, help="calls a key may make back to back (default 1)")
+    parser.add_argument(
+        "--synsets",
+        default="ilsvrc2012",
+        help="classes to harvest: ilsvrc2012 (ImageNet-1k, default), all, or a file of wnids",
+    )
     parser.add_argument("--limit", type=int, help="fetch at most N photos this run (the N smallest ids)")
     parser.add_argument("--refresh", metavar="AGE", help="fetch again answers older than AGE (30d, 12h, 90m)")
     parser.add_argument("--api-key-file", help="file with one API key per line (default: $FLICKR_API_KEY)")
@@ -110,7 +115,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             "shared_limiter": args.shared_limiter,
         }
         refresh = None if args.refresh is None else pipeline.parse_age(args.refresh)
-        report = pipeline.run_harvest(args.urls, args.out, overrides, args.limit, refresh, extra)
+        report = pipeline.run_harvest(
+            args.urls, args.out, overrides, args.limit, refresh, extra, args.synsets
+        )
         print(
             f"harvest: lines {json.dumps(report['lines'])}; photos {json.dumps(report['photos'])}; "
             f"fetched {json.dumps(report['fetched'])}; calls {report['calls']['calls'] if report['calls'] else 0}; "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -37,7 +38,7 @@ from imagenet_captions.flickr import service as service_mod
 from imagenet_captions.flickr import store
 from imagenet_captions.flickr.client import InvalidKeyError, load_api_keys
 from imagenet_captions.flickr.service import HarvestConfig
-from imagenet_captions.flickr.urls import OUTCOMES, is_gzip, parse_line
+from imagenet_captions.flickr.urls import OUTCOMES, in_synsets, is_gzip, parse_line
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +115,17 @@ def build_pipeline(
     counts_path: str,
     fresh_after: float | None = None,
     limit: int | None = None,
+    synsets: frozenset[str] | None = None,
 ) -> None:
-    """Add the harvest graph to ``p``; the counts land in ``counts_path`` (JSON)."""
+    """Add the harvest graph to ``p``; the counts land in ``counts_path`` (JSON). Lines of classes
+    outside ``synsets`` (None: all) are counted as ``other_synset``."""
     compression = CompressionTypes.GZIP if is_gzip(urls_path) else CompressionTypes.UNCOMPRESSED
     lines = p | "Read" >> beam.io.ReadFromText(
         urls_path, coder=coders.BytesCoder(), compression_type=compression
     )
     parsed = lines | "Parse" >> beam.Map(parse_line)
+    if synsets is not None:
+        parsed = parsed | "Synsets" >> beam.Map(in_synsets, frozenset(synsets))
     line_counts = (
         parsed
         | "Outcome" >> beam.Map(lambda r: r.outcome)
@@ -176,6 +181,25 @@ def build_pipeline(
     )
 
 
+def synset_set(spec: str) -> frozenset[str] | None:
+    """``ilsvrc2012`` -> ImageNet-1k's 1,000 wnids; ``all`` -> None (no filter); else a file."""
+    if spec == "all":
+        return None
+    if spec == "ilsvrc2012":
+        from imagenet_captions.classes import wnids
+
+        return frozenset(wnids())
+    try:
+        with open(spec, encoding="utf-8") as f:
+            found = frozenset(w.strip() for w in f if w.strip() and not w.startswith("#"))
+    except OSError as e:
+        raise UsageError(f"--synsets: cannot read {spec}: {e.strerror}") from None
+    bad = sorted(w for w in found if not re.fullmatch(r"n\d{8}", w))
+    if bad or not found:
+        raise UsageError(f"--synsets file {spec} must list wnids (n01440764), one per line; bad: {bad[:3]}")
+    return found
+
+
 def parse_age(text: str) -> float:
     """``--refresh AGE``: ``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (a bare number is days)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -201,10 +225,13 @@ def run_harvest(
     limit: int | None = None,
     refresh_age: float | None = None,
     beam_args: list[str] | None = None,
+    synsets: str = "ilsvrc2012",
 ) -> dict[str, Any]:
     """Harvest ``urls_path`` into ``<out_dir>/responses/``; returns (and writes) the report.
 
-    Recovers a crashed run's journal first, so a rerun skips every photo with a stored answer."""
+    ``synsets``: ``ilsvrc2012`` (ImageNet-1k's classes, the default), ``all``, or a file of wnids
+    (one per line). Recovers a crashed run's journal first, so a rerun skips every photo with a
+    stored answer."""
     if not os.path.isfile(urls_path):
         raise UsageError(f"URL list not found: {urls_path}")
     if limit is not None and limit < 0:
@@ -214,6 +241,7 @@ def run_harvest(
             raise UsageError(
                 "harvest runs in one process (the quota and journal are per process): no --runner"
             )
+    wanted = synset_set(synsets)
     overrides = dict(config_overrides or {})
     load_api_keys(overrides.get("api_key_file"))  # fail early and clearly; the service reads them again
     rdir = store.responses_dir(out_dir)
@@ -230,7 +258,7 @@ def run_harvest(
         try:
             options = PipelineOptions(beam_args or [])
             with beam.Pipeline(runner=FnApiRunner(), options=options) as p:
-                build_pipeline(p, urls_path, config, counts_path, fresh_after, limit)
+                build_pipeline(p, urls_path, config, counts_path, fresh_after, limit, wanted)
         except Exception as e:  # noqa: BLE001 - re-raised below, redacted
             error = e
         svc = service_mod.close_service(config)
@@ -259,6 +287,7 @@ def run_harvest(
         "keys": None if svc is None else svc.client.n_keys,
         "refresh_age_seconds": refresh_age,
         "limit": limit,
+        "synsets": synsets if synsets in ("ilsvrc2012", "all") else os.path.abspath(synsets),
         "lines": {k: counts.get(f"lines.{k}", 0) for k in OUTCOMES},
         "photos": {
             "matched": counts.get("photos.matched", 0),

@@ -85,7 +85,7 @@ class Progress:
         self.started = clock()
         self.total: int | None = None
         self.answers: collections.Counter = collections.Counter()
-        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._samples: collections.deque[tuple[float, int]] = collections.deque([(self.started, 0)])
 
     def record(self, answer: Answer) -> None:
         self.answers[answer.status if answer.final else "gave_up"] += 1

@@ -8,6 +8,9 @@ is still found. Every line gets exactly one outcome, so the report accounts for 
 - ``matched``: a Flickr photo id was found;
 - ``not_flickr``: a well-formed line whose URL is on another host;
 - ``flickr_no_id``: a Flickr host, but a URL with no photo id in it (a logo, a user page);
+- ``other_synset``: a line of a class outside the chosen set (by default ImageNet-1k's 1,000
+  classes: the list has 21,841 synsets, and a harvest of all 14 million lines would take a key
+  over a year), whatever its URL;
 - ``malformed``: no TAB, an image id that is not ``n<8 digits>_<digits>``, no URL;
 - ``blank``: an empty line (counted, never an error).
 """
@@ -23,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from imagenet_captions.errors import UsageError
 
 #: Outcomes of one line, in report order.
-OUTCOMES = ("matched", "not_flickr", "flickr_no_id", "malformed", "blank")
+OUTCOMES = ("matched", "not_flickr", "flickr_no_id", "other_synset", "malformed", "blank")
 
 _IMAGE_ID = re.compile(r"^n\d{8}_\d+$")
 # A static file: <id>_<secret>[_<size>].<ext>; secrets (and original secrets) are hex.
@@ -147,6 +150,13 @@ def parse_line(raw: bytes | str) -> UrlLine:
     if photo_id is None or photo_id <= 0:
         return UrlLine("flickr_no_id", image_id=image_id, url=url)
     return UrlLine("matched", image_id=image_id, photo_id=photo_id, url=url)
+
+
+def in_synsets(line: UrlLine, synsets: frozenset[str] | None) -> UrlLine:
+    """``line``, or ``other_synset`` when its class is not in ``synsets`` (None: keep all)."""
+    if synsets is None or line.image_id is None or line.image_id.split("_", 1)[0] in synsets:
+        return line
+    return UrlLine("other_synset", image_id=line.image_id, url=line.url)
 
 
 def is_gzip(path: str) -> bool:
