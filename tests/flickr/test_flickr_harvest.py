@@ -152,6 +152,9 @@ def test_an_invalid_key_stops_the_harvest_at_once(make_world, monkeypatch, tmp_p
 def test_usage_errors(tmp_path: Path, key_env) -> None:
     with pytest.raises(UsageError, match="not found"):
         run_harvest(str(tmp_path / "missing.txt"), str(tmp_path / "out"))
+    for beam_args in (["--runner=DataflowRunner"], ["--direct_running_mode=multi_processing"]):
+        with pytest.raises(UsageError, match="one process"):
+            run_harvest(str(Path(__file__)), str(tmp_path / "out"), beam_args=beam_args)
     with pytest.raises(UsageError):
         parse_age("soon")
     assert parse_age("90m") == 5400 and parse_age("2d") == 172800 and parse_age("1") == 86400

@@ -237,9 +237,12 @@ def run_harvest(
     if limit is not None and limit < 0:
         raise UsageError("--limit must not be negative")
     for arg in beam_args or []:
-        if arg.startswith("--runner") and "FnApi" not in arg and "Direct" not in arg:
+        if (
+            arg.startswith("--runner") and "FnApi" not in arg and "Direct" not in arg
+        ) or "multi_processing" in arg:
             raise UsageError(
-                "harvest runs in one process (the quota and journal are per process): no --runner"
+                "harvest runs in one process (the quota and the journal are per process): "
+                "no --runner, no multi_processing; see --shared-limiter for several processes"
             )
     wanted = synset_set(synsets)
     overrides = dict(config_overrides or {})
