@@ -320,11 +320,11 @@ def bench_resize(paths: list[Path], size: int, rounds: int, block: int = 50) -> 
     resizer = module.Resizer(
         image_size=size, resize_mode="keep_ratio", resize_only_if_bigger=True, encode_quality=95
     )
-    options = ImageOptions(resize=size)
     datas = [p.read_bytes() for p in paths]
 
-    def ours(data: bytes) -> bytes:
-        return process_image(data, options)[0]
+    def ours(resample: str) -> Any:
+        options = ImageOptions(resize=size, resample=resample)
+        return lambda data: process_image(data, options)[0]
 
     def theirs(data: bytes) -> bytes:
         out, *_, err = resizer(io.BytesIO(data))
@@ -332,7 +332,8 @@ def bench_resize(paths: list[Path], size: int, rounds: int, block: int = 50) -> 
             raise RuntimeError(err)
         return out
 
-    contenders = {"ours": ours, "img2dataset": theirs}
+    contenders = {f"ours_{r}": ours(r) for r in ("lanczos", "bicubic", "bilinear")}
+    contenders["img2dataset"] = theirs
     cpu = dict.fromkeys(contenders, 0.0)
     wall = dict.fromkeys(contenders, 0.0)
     for f in contenders.values():
@@ -350,7 +351,8 @@ def bench_resize(paths: list[Path], size: int, rounds: int, block: int = 50) -> 
     result: dict[str, Any] = {"images": len(datas), "rounds": rounds, "baseline": origin}
     for name in contenders:
         result[name] = {"images_per_cpu_s": n / cpu[name], "images_per_wall_s": n / wall[name]}
-    result["ratio_per_core"] = result["ours"]["images_per_cpu_s"] / result["img2dataset"]["images_per_cpu_s"]
+    base = result["img2dataset"]["images_per_cpu_s"]
+    result["ratio_per_core"] = {name: result[name]["images_per_cpu_s"] / base for name in contenders}
     # Same quality? Both outputs against a reference: float LANCZOS of the full decode, no JPEG round trip.
     quality: dict[str, list[float]] = {name: [] for name in contenders}
     sizes: dict[str, list[int]] = {name: [] for name in contenders}
@@ -366,6 +368,76 @@ def bench_resize(paths: list[Path], size: int, rounds: int, block: int = 50) -> 
         result[name]["psnr_vs_lanczos_db"] = float(np.mean(quality[name]))
         result[name]["mean_bytes"] = float(np.mean(sizes[name]))
     return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Levers: each speed choice against the alternative it replaced, per image, in one process
+# ---------------------------------------------------------------------------------------------------
+
+
+def _cpu_per_item(fn: Any, items: list[Any], rounds: int) -> float:
+    """Microseconds of CPU per item, the best of ``rounds`` passes."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for item in items:
+            fn(item)
+        best = min(best, time.process_time() - start)
+    return best / len(items) * 1e6
+
+
+def bench_levers(paths: list[Path], work: Path, rounds: int = 5) -> dict[str, float]:
+    """CPU microseconds per image of the writer's parts, old way and new way, on the same files."""
+    import tarfile
+
+    from imagenet_captions.images import ImageOptions, process_image
+    from imagenet_captions.images.process import jpeg_header
+    from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME
+    from imagenet_captions.shards.writer import TarWriter
+    from imagenet_captions.sources.imagenet import ImageReader
+
+    datas = [p.read_bytes() for p in paths]
+    out: dict[str, float] = {}
+    for verify in ("header", "draft", "full"):
+        options = ImageOptions(verify=verify)
+        out[f"check_{verify}"] = _cpu_per_item(lambda d, o=options: process_image(d, o), datas, rounds)
+    out["header_scan"] = _cpu_per_item(jpeg_header, datas, rounds)
+    out["pillow_open"] = _cpu_per_item(lambda d: Image.open(io.BytesIO(d)).size, datas, rounds)
+    refs = [{"path": str(p), "size": len(d), "offset": None} for p, d in zip(paths, datas, strict=True)]
+    reader = ImageReader()
+    out["read_os"] = _cpu_per_item(reader.read, refs, rounds)
+    out["read_open"] = _cpu_per_item(lambda r: Path(r["path"]).read_bytes(), refs, rounds)
+
+    def with_tarfile(path: Path) -> None:
+        with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+            for i, data in enumerate(datas):
+                for name, member in ((f"k_{i}.jpg", data), (f"k_{i}.txt", b"caption"), (f"k_{i}.cls", b"7")):
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mtime, info.mode = len(member), TAR_MTIME, TAR_MODE
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    tf.addfile(info, io.BytesIO(member))
+
+    def with_tarwriter(path: Path) -> None:
+        with TarWriter(str(path)) as tw:
+            for i, data in enumerate(datas):
+                tw.add(f"k_{i}.jpg", data)
+                tw.add(f"k_{i}.txt", b"caption")
+                tw.add(f"k_{i}.cls", b"7")
+                tw.flush()
+
+    for name, fn in (("tar_tarfile", with_tarfile), ("tar_tarwriter", with_tarwriter)):
+        target = work / f"{name}.tar"
+        best = float("inf")
+        for _ in range(rounds):
+            target.unlink(missing_ok=True)
+            os.sync()
+            start = time.process_time()
+            fn(target)
+            best = min(best, time.process_time() - start)
+        target.unlink(missing_ok=True)
+        out[name] = best / len(datas) * 1e6
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -432,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resize", type=int, default=256, help="shorter side for the resize comparison")
     parser.add_argument("--resize-images", type=int, default=400, help="images in the resize comparison")
     parser.add_argument("--resize-rounds", type=int, default=3, help="passes over them")
+    parser.add_argument("--lever-images", type=int, default=500, help="images in the per-part comparison")
     parser.add_argument("--no-build-resize", action="store_true", help="skip the whole build with --resize")
     parser.add_argument("--_writer", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -444,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     work = out / "runs"
     work.mkdir(parents=True, exist_ok=True)
+    lo, hi = sizes
     t0 = time.perf_counter()
     big = generate(out / "data" / f"n{sizes[1]}", sizes[1])
     small = subset(out / "data" / f"n{sizes[1]}", out / "data" / f"n{sizes[0]}", sizes[0])
@@ -472,9 +546,11 @@ def main(argv: list[str] | None = None) -> int:
         "cache": "warm (dropping the page cache needs root): every file read once before timing",
         "repeat": args.repeat,
     }
+    levers = bench_levers(image_paths(roots[lo])[: args.lever_images], work)
+    result["levers_cpu_us_per_image"] = levers
+    print("levers, CPU us per image: " + ", ".join(f"{k} {v:.0f}" for k, v in levers.items()), flush=True)
     timed = timed_runs(CONTENDERS, roots, work, args.repeat)
     result["runs"] = timed
-    lo, hi = sizes
     per_image = {name: marginal(timed[name][lo], timed[name][hi], lo, hi) for name in CONTENDERS}
     result["marginal_per_image"] = per_image
     result["ratio_to_tar"] = {
@@ -529,12 +605,14 @@ def main(argv: list[str] | None = None) -> int:
     if "skipped" in rz:
         print(f"resize comparison skipped: {rz['skipped']}")
     else:
-        print(
-            f"resize {args.resize} per core: ours {rz['ours']['images_per_cpu_s']:.0f} images/s, "
-            f"{rz['baseline']} {rz['img2dataset']['images_per_cpu_s']:.0f} images/s = "
-            f"{rz['ratio_per_core']:.2f}x; PSNR vs float LANCZOS {rz['ours']['psnr_vs_lanczos_db']:.1f} dB "
-            f"vs {rz['img2dataset']['psnr_vs_lanczos_db']:.1f} dB"
-        )
+        base = rz["img2dataset"]
+        print(f"resize {args.resize}, images/s per core (PSNR against float LANCZOS, mean JPEG bytes):")
+        for name in ("ours_lanczos", "ours_bicubic", "ours_bilinear", "img2dataset"):
+            r = rz[name]
+            print(
+                f"  {name:13s} {r['images_per_cpu_s']:6.0f}/s = {r['images_per_cpu_s'] / base['images_per_cpu_s']:.2f}x"
+                f"  {r['psnr_vs_lanczos_db']:.2f} dB  {r['mean_bytes'] / 1e3:.1f} kB"
+            )
     result["loadavg_at_end"] = os.getloadavg()
     (out / "bench_shards.json").write_text(json.dumps(result, indent=1))
     print(f"written: {out / 'bench_shards.json'}")

@@ -27,11 +27,11 @@ from PIL import Image
 # Our own bound (below) gives a named reason; Pillow's global one would raise its own error type.
 Image.MAX_IMAGE_PIXELS = None
 
-#: Resize filters by option name.
+#: Resize filters by option name (Pillow's; all antialiased when shrinking).
 RESAMPLE = {
     "lanczos": Image.Resampling.LANCZOS,
     "bicubic": Image.Resampling.BICUBIC,
-    "area": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
 }
 
 #: Modes a JPEG may keep its original bytes in: every decoder reads baseline RGB (YCbCr) and greyscale.
@@ -49,10 +49,9 @@ class ImageOptions:
     verify: how pass-through JPEGs are checked: "header" (parse the header and require the
       end-of-image marker; no decode; the default, see the module docstring), "draft" (reduced-size
       decode) or "full" (full decode).
-    resample: the resize filter (Pillow's, antialiased when shrinking): "lanczos" (the default,
-      sharpest), "bicubic", or "area" (a box filter: pixel-area averaging, the filter of
-      img2dataset's default and OpenCV's INTER_AREA; about 3x cheaper than lanczos, which matters
-      because without SIMD the filter costs more than the decode; docs/shards.md has the figures).
+    resample: the resize filter, Pillow's, antialiased when shrinking: "lanczos" (the default, the
+      sharpest), "bicubic" or "bilinear" (the cheapest; about img2dataset's quality). Without SIMD the
+      filter costs more than the decode; docs/shards.md has the figures.
     """
 
     resize: int | None = None
