@@ -33,6 +33,9 @@ _ENTITY_HINT = "&"
 _BLOCK_SELECTOR = (
     "p,div,li,tr,h1,h2,h3,h4,h5,h6,blockquote,pre,ul,ol,table,dd,dt,section,article,header,footer"
 )
+_BLOCK_TAG_RE = re.compile(
+    r"<(?:p|div|li|tr|h[1-6]|blockquote|pre|ul|ol|table|dd|dt|section|article|header|footer)[\s/>]"
+)
 #: Elements whose content is never text for a reader.
 _DROP_TAGS = ["script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "math"]
 
@@ -155,12 +158,18 @@ def html_to_text(s: str) -> str:
     if not looks_like_html(s):
         return s
     tree = LexborHTMLParser(s)
-    tree.strip_tags(_DROP_TAGS)
-    for node in tree.css("br"):
-        node.replace_with("\n")
-    for node in tree.css(_BLOCK_SELECTOR):
-        node.insert_before("\n")
-        node.insert_after("\n")
+    # Each DOM pass only where its tags can occur (a CSS query costs more than parsing a short
+    # description): most Flickr HTML is a link and a <br />.
+    lower = s.lower()
+    if any(f"<{t}" in lower for t in _DROP_TAGS):
+        tree.strip_tags(_DROP_TAGS)
+    if "<br" in lower:
+        for node in tree.css("br"):
+            node.replace_with("\n")
+    if _BLOCK_TAG_RE.search(lower) is not None:
+        for node in tree.css(_BLOCK_SELECTOR):
+            node.insert_before("\n")
+            node.insert_after("\n")
     root = tree.root
     return root.text(deep=True, separator="", strip=False) if root is not None else ""
 

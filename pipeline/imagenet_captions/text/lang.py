@@ -46,9 +46,12 @@ def _prepare(text: str) -> str:
     return text.strip()
 
 
+_LETTER_RE = re.compile(r"[^\W\d_]")  # a word character that is not a digit or underscore
+
+
 def _has_letters(text: str) -> bool:
     """Digits, punctuation and emoji alone have no language."""
-    return any(c.isalpha() for c in text)
+    return _LETTER_RE.search(text) is not None
 
 
 class FastTextBackend:
