@@ -13,7 +13,8 @@ Two backends:
 
 Codes are ISO 639-1 where one exists (langdetect's ``zh-cn``/``zh-tw`` become ``zh``); fastText's
 few languages without a 639-1 code keep its 639-2/3 code (``ceb``, ``war``...). Both backends see
-the text as one line, cut to ``MAX_CHARS`` (a 1 MB description costs the same as a long one).
+the text as one line, cut to ``max_chars`` (default ``MAX_CHARS``; a 1 MB description costs the
+same as a long one).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class LangBackend(Protocol):
         ...
 
 
-def _prepare(text: str) -> str:
-    text = text[:MAX_CHARS]
+def _prepare(text: str, max_chars: int = MAX_CHARS) -> str:
+    text = text[:max_chars]
     if "\n" in text or "\t" in text or "\r" in text:  # fastText reads one line
         text = _LINE_BREAKS_RE.sub(" ", text)
     return text.strip()
@@ -59,11 +60,12 @@ class FastTextBackend:
 
     name = "fasttext"
 
-    def __init__(self) -> None:
+    def __init__(self, max_chars: int = MAX_CHARS) -> None:
         self._model = _fasttext_model()
+        self.max_chars = max_chars
 
     def identify(self, text: str) -> tuple[str, float] | None:
-        text = _prepare(text)
+        text = _prepare(text, self.max_chars)
         if not text or not _has_letters(text):
             return None
         # The low-level predict (no Python wrapper) takes one line ending in "\n".
@@ -74,7 +76,7 @@ class FastTextBackend:
         return label[9:], min(1.0, float(prob))  # "__label__en" -> "en"
 
     def __reduce__(self):  # pickled by Beam: reload the model on the worker, do not ship it
-        return (FastTextBackend, ())
+        return (FastTextBackend, (self.max_chars,))
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,11 +96,12 @@ class LangdetectBackend:
 
     name = "langdetect"
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, max_chars: int = MAX_CHARS) -> None:
         from langdetect import DetectorFactory
         from langdetect.detector_factory import init_factory
 
         self.seed = seed
+        self.max_chars = max_chars
         DetectorFactory.seed = seed
         init_factory()  # load the profiles now, not on the first record
 
@@ -107,7 +110,7 @@ class LangdetectBackend:
         from langdetect.detector_factory import _factory
         from langdetect.lang_detect_exception import LangDetectException
 
-        text = _prepare(text)
+        text = _prepare(text, self.max_chars)
         if not text or not _has_letters(text):
             return None
         # langdetect reseeds the *global* random module from DetectorFactory.seed on each call;
@@ -127,15 +130,15 @@ class LangdetectBackend:
         return code, min(1.0, float(best.prob))
 
     def __reduce__(self):
-        return (LangdetectBackend, (self.seed,))
+        return (LangdetectBackend, (self.seed, self.max_chars))
 
 
-def make_backend(name: str, seed: int = 0) -> LangBackend | None:
+def make_backend(name: str, seed: int = 0, max_chars: int = MAX_CHARS) -> LangBackend | None:
     """The backend called ``name`` (``none`` gives None: no language identification)."""
     if name == "fasttext":
-        return FastTextBackend()
+        return FastTextBackend(max_chars)
     if name == "langdetect":
-        return LangdetectBackend(seed)
+        return LangdetectBackend(seed, max_chars)
     if name == "none":
         return None
     raise ValueError(f"unknown language backend {name!r}")

@@ -119,7 +119,8 @@ class TextStage:
     def backend(self) -> LangBackend | None:
         """The language backend, made on first use (so a pickled stage loads its model on the worker)."""
         if not self._backend_ready:
-            self._backend = make_backend(self.options.lang_backend, self.options.lang_seed)
+            o = self.options
+            self._backend = make_backend(o.lang_backend, o.lang_seed, o.lang_max_chars)
             self._backend_ready = True
         return self._backend
 
