@@ -68,8 +68,13 @@ def diff_release(
     Every release record lands in exactly one of: ``gone`` (the photo is now not found),
     ``failed``, ``not_harvested`` (its image is not in the store), ``malformed``, or ``ok``; the
     ``ok`` ones are further counted as ``unchanged`` or by what changed."""
-    answers = store.effective_answers(responses_dir, as_of)
+    # Statuses without the JSON, then the parsed records of the ok ones (never all raw answers).
+    answers = store.effective_answers(responses_dir, as_of, with_raw=False)
     by_image = {iid: a for a in answers.values() for iid in a.image_ids}
+    current = {
+        (os.path.splitext(r["filename"])[0], r["photo_id"]): r
+        for r in store.iter_release_records(responses_dir, as_of)
+    }
     counts: Counter = Counter()
     samples: dict[str, list[dict[str, Any]]] = {}
     new_tag_freq: Counter = Counter()
@@ -99,7 +104,7 @@ def diff_release(
             counts["failed"] += 1
             continue
         counts["ok"] += 1
-        now = store.release_record(image_id, a)
+        now = current[(image_id, a.photo_id)]
         changed = False
         for field in ("title", "description"):
             if _norm_text(rec.get(field)) != _norm_text(now[field]):
