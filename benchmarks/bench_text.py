@@ -235,6 +235,9 @@ def main() -> None:
     print(f"baseline (BeautifulSoup + ftfy.fix_text + langdetect.detect): {fmt(res['baseline'])}")
     print(f"ours, fasttext backend, all per-record filters:               {fmt(res['fasttext'])}")
     print(
+        f"ours, fasttext, --lang-max-chars 64 (default 100):            {fmt(res['fasttext_lang_max_chars_64'])}"
+    )
+    print(
         f"ours, fasttext, on the baseline's subset:                     {fmt(res['fasttext_on_baseline_subset'])}"
     )
     if "langdetect" in res:
