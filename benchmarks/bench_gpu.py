@@ -37,6 +37,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -420,6 +421,8 @@ def environment(a: argparse.Namespace) -> dict:
             info[dist] = None
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    with contextlib.suppress(OSError):  # loader workers hand batches over through /dev/shm
+        info["dev_shm_gb"] = round(shutil.disk_usage("/dev/shm").total / 1e9, 1)
     return info
 
 

@@ -497,7 +497,8 @@ class ShardLoader:
             collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
-            prefetch_factor=4 if w > 0 else None,
+            # 2 batches per worker: enough to stay ahead, and raw batches live in /dev/shm meanwhile.
+            prefetch_factor=2 if w > 0 else None,
         )
 
     def _finish(self, b: dict[str, Any]) -> dict[str, Any]:
