@@ -70,6 +70,7 @@ def test_defaults_keep_everything_and_stats_add_up() -> None:
 def test_filters_and_owner_dedupe() -> None:
     o = TextOptions(
         lang_backend="fasttext",
+        lang_fields=("title", "description", "caption"),
         drop_empty=True,
         camera_titles="strip",
         machine_tags="drop",
@@ -88,6 +89,11 @@ def test_filters_and_owner_dedupe() -> None:
     assert len(records) == s["written"] == 5
     assert s["changed"].get("camera_filename_stripped", 0) >= 1
     assert all(r["lang"] for r in records)
+    assert set(s["languages"]) == {"title", "description", "caption"}
+    # languages are counted for every finished record (dropped ones too), not for part-filter drops
+    assert (
+        sum(s["languages"]["caption"].values()) == 13 - reasons["machine_tags"] - reasons["owner_duplicate"]
+    )
 
 
 def test_empty_input_gives_one_stats_dict() -> None:
