@@ -1,10 +1,11 @@
 """Train CLIP-RN50 from the shards as fast as the GPU allows? Issue 6's "Measure on a GPU", one run.
 
 Device command (repo root; ``.whl/`` holds the wheels listed in ``benchmarks/gpu_wheels.txt``,
-downloaded by ``pip download --no-deps --only-binary=:all: --python-version 3.12 -r
-benchmarks/gpu_wheels.txt -d .whl``; carry ``.whl``)::
+downloaded here by ``pip download --no-deps --only-binary=:all: --python-version 3.12 -r
+benchmarks/gpu_wheels.txt -d .whl``; carry ``.whl``; wheels are zip files, so unpacking them is an
+install that needs no pip)::
 
-    python -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:pipeline python benchmarks/bench_gpu.py --out "$OUT" --budget 540
+    python -c "import glob,zipfile; [zipfile.ZipFile(w).extractall('/tmp/site') for w in glob.glob('.whl/*.whl')]" && PYTHONPATH=/tmp/site:pipeline python benchmarks/bench_gpu.py --out "$OUT" --budget 480
 
 CPU smoke test of the same code paths, tiny everything, under two minutes::
 
@@ -433,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "--work", help="scratch folder for shards and runs (default <out>/work, or /tmp on the GPU box)"
     )
     p.add_argument("--tiny", action="store_true", help="CPU smoke mode: tiny model, tiny data, short phases")
-    p.add_argument("--budget", type=float, help="seconds for all phases together (default 540; --tiny 100)")
+    p.add_argument("--budget", type=float, help="seconds for all phases together (default 480; --tiny 100)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--workers", type=int, help="loader workers (default cores-1)")
     p.add_argument("--no-compile", dest="compile", action="store_false")
@@ -457,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     a.skip = 1 if a.tiny else 2  # logged intervals dropped as warm-up (compile, autotuning)
     if a.tiny:
         a.compile = False
-    a.budget = a.budget or (100 if a.tiny else 540)
+    a.budget = a.budget or (100 if a.tiny else 480)
     out = Path(a.out)
     emit = Emitter(out / "bench_gpu.jsonl")
     if a.child:
