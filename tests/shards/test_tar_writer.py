@@ -1,6 +1,5 @@
 """The hand-rolled tar writer must write exactly what tarfile writes, so every tar reader reads it."""
 
-import errno
 import io
 import os
 import random
@@ -67,57 +66,3 @@ def test_webdataset_reads_it(tmp_path):
     assert [(s["__key__"], s["txt"], s["cls"]) for s in samples] == [
         (f"n01440764_{i}", f"caption {i}".encode(), str(i).encode()) for i in range(3)
     ]
-
-
-def _source(tmp_path, data):
-    path = tmp_path / "src.bin"
-    path.write_bytes(data)
-    return os.open(path, os.O_RDONLY)
-
-
-@pytest.mark.parametrize("offset", [0, 700])
-def test_kernel_copy_writes_the_same_bytes_as_add(tmp_path, offset):
-    data = os.urandom(offset + 70_001)
-    fd = _source(tmp_path, data)
-    try:
-        with TarWriter(str(tmp_path / "a.tar")) as tw:
-            tw.add("k_0.txt", b"before")
-            tw.add_copy("k_1.jpg", fd, offset, 70_001)
-            tw.add("k_1.cls", b"3")
-            tw.flush()
-    finally:
-        os.close(fd)
-    members = [("k_0.txt", b"before"), ("k_1.jpg", data[offset:]), ("k_1.cls", b"3")]
-    assert (tmp_path / "a.tar").read_bytes() == _tarfile_bytes(tmp_path / "b.tar", members)
-
-
-def test_a_source_shorter_than_promised_is_cut_back_out(tmp_path):
-    fd = _source(tmp_path, b"x" * 1000)
-    try:
-        with TarWriter(str(tmp_path / "a.tar")) as tw:
-            tw.add("k_0.txt", b"kept")
-            tw.flush()
-            with pytest.raises(OSError, match="short read"):
-                tw.add_copy("k_1.jpg", fd, 0, 5000)
-            tw.add("k_2.txt", b"after")
-            tw.flush()
-    finally:
-        os.close(fd)
-    members = [("k_0.txt", b"kept"), ("k_2.txt", b"after")]
-    assert (tmp_path / "a.tar").read_bytes() == _tarfile_bytes(tmp_path / "b.tar", members)
-
-
-def test_copy_falls_back_where_the_kernel_refuses(tmp_path, monkeypatch):
-    def refuse(*args):
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(os, "copy_file_range", refuse)
-    data = os.urandom(3 * (1 << 20) + 5)
-    fd = _source(tmp_path, data)
-    try:
-        with TarWriter(str(tmp_path / "a.tar")) as tw:
-            tw.add_copy("k_1.jpg", fd, 0, len(data))
-            tw.flush()
-    finally:
-        os.close(fd)
-    assert (tmp_path / "a.tar").read_bytes() == _tarfile_bytes(tmp_path / "b.tar", [("k_1.jpg", data)])

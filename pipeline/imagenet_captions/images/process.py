@@ -86,9 +86,26 @@ def process_image(data: bytes, options: ImageOptions = ImageOptions()) -> tuple[
     """
     if not data:
         raise ImageError("corrupt_image", "empty file")
-    kept = pass_through_info(data, data[-2:], len(data), options)
-    if kept is not None:
-        return data, kept
+    if options.verify == "header":
+        plain = jpeg_header(data)
+        if plain is not None:
+            mode, width, height = plain
+            if width * height > options.max_pixels:
+                raise ImageError(
+                    "too_large", f"{width}x{height} pixels exceeds the bound of {options.max_pixels}"
+                )
+            if _target_size(width, height, options.resize) is None:
+                _check_end_marker(data)
+                return data, {
+                    "image_format": "JPEG",
+                    "image_mode": mode,
+                    "width": width,
+                    "height": height,
+                    "jpg_width": width,
+                    "jpg_height": height,
+                    "jpg_bytes": len(data),
+                    "image_action": "kept",
+                }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd EXIF etc.; the checks below decide
@@ -124,43 +141,6 @@ def process_image(data: bytes, options: ImageOptions = ImageOptions()) -> tuple[
         raise ImageError("corrupt_image", f"{type(e).__name__}: {e}") from None
     info.update(jpg_width=width, jpg_height=height, jpg_bytes=len(out), image_action=action)
     return out, info
-
-
-#: How much of a file :func:`pass_through_info` needs to see: JPEG headers (EXIF thumbnail included)
-#: are almost always shorter; a longer one only sends the image down the full path.
-HEAD_BYTES = 32 * 1024
-
-
-def pass_through_info(head: bytes, tail: bytes, size: int, options: ImageOptions) -> dict[str, Any] | None:
-    """The image columns of a plain JPEG stored as it is, judged from its first bytes and its last two.
-
-    This is the whole of the ``header`` check, so the writer can decide from ``HEAD_BYTES`` and two
-    bytes, then let the kernel copy the file into the tar without the bytes passing through Python.
-    None means "give me the whole file" (another check mode, a resize, an odd or unusual file, a
-    header longer than ``head``, or no end-of-image marker in the last two bytes, e.g. zero padding):
-    :func:`process_image` then decides, with the same outcome it always had.
-    Raises ImageError("too_large") for a bomb, as :func:`process_image` would.
-    """
-    if options.verify != "header" or size < 4:
-        return None
-    plain = jpeg_header(head)
-    if plain is None:
-        return None
-    mode, width, height = plain
-    if width * height > options.max_pixels:
-        raise ImageError("too_large", f"{width}x{height} pixels exceeds the bound of {options.max_pixels}")
-    if _target_size(width, height, options.resize) is not None or tail != b"\xff\xd9":
-        return None
-    return {
-        "image_format": "JPEG",
-        "image_mode": mode,
-        "width": width,
-        "height": height,
-        "jpg_width": width,
-        "jpg_height": height,
-        "jpg_bytes": size,
-        "image_action": "kept",
-    }
 
 
 def _target_size(width: int, height: int, resize: int | None) -> tuple[int, int] | None:

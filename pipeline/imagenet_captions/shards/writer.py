@@ -9,7 +9,6 @@ the decoder's message; the rest of the shard is written.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -22,7 +21,6 @@ import pyarrow.parquet as pq
 
 from imagenet_captions import schema
 from imagenet_captions.images import ImageError, ImageOptions, process_image
-from imagenet_captions.images.process import HEAD_BYTES, pass_through_info
 from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME, order_key, shard_stem
 from imagenet_captions.sources.imagenet import ImageReader
 
@@ -109,30 +107,6 @@ class TarWriter:
                 self._offset += n
                 rest = rest[n:]
 
-    def add_copy(self, name: str, src_fd: int, offset: int, size: int) -> None:
-        """Write one member whose data the kernel copies from ``src_fd`` (``copy_file_range``): the
-        bytes never pass through Python, which saves a read and a write of ~100 KB an image.
-
-        Queued members are written first. If the source turns out shorter than ``size`` (the file
-        changed since it was checked), the archive is cut back to before this member and OSError is
-        raised, so the tar never holds a member whose header lies about its data."""
-        self.flush()
-        mark = self._offset
-        self._pending, self._pending_size = [_header(name, size)], tarfile.BLOCKSIZE
-        try:
-            self.flush()
-            _copy_range(src_fd, self._fd, offset, size)
-        except OSError:
-            os.ftruncate(self._fd, mark)
-            os.lseek(self._fd, mark, os.SEEK_SET)
-            self._offset = mark
-            raise
-        self._offset += size
-        pad = -size % tarfile.BLOCKSIZE
-        if pad:
-            self._pending.append(_ZEROS[:pad])
-            self._pending_size += pad
-
     def close(self) -> None:
         """End the archive as tarfile does (two zero blocks, then zeros to a whole 10 KiB record)."""
         if self._fd < 0:
@@ -155,31 +129,6 @@ class TarWriter:
 
 
 _ZEROS = bytes(tarfile.BLOCKSIZE)
-#: copy_file_range refusals that mean "not here" (another filesystem, an old kernel): copy by hand.
-_NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
-
-
-def _copy_range(src_fd: int, dst_fd: int, offset: int, size: int) -> None:
-    """Append ``size`` bytes of ``src_fd`` at ``offset`` to ``dst_fd`` (at its file position)."""
-    copied = 0
-    use_kernel = hasattr(os, "copy_file_range")
-    while copied < size:
-        if use_kernel:
-            try:
-                n = os.copy_file_range(src_fd, dst_fd, size - copied, offset + copied)
-            except OSError as e:
-                if e.errno not in _NO_COPY_RANGE:
-                    raise
-                use_kernel = False
-                continue
-        else:
-            chunk = os.pread(src_fd, min(size - copied, 1 << 20), offset + copied)
-            n = os.write(dst_fd, chunk) if chunk else 0
-            if chunk and n != len(chunk):
-                raise OSError(f"short write: {n} of {len(chunk)} bytes")
-        if n == 0:
-            raise OSError(f"short read: {copied} of {size} bytes at offset {offset}")
-        copied += n
 
 
 def _tarinfo_header(name: str, size: int) -> bytes:
@@ -207,34 +156,6 @@ def _header(name: str, size: int) -> bytes:
     size_field = b"%011o\0" % size
     checksum = _BASE_SUM + sum(raw) + sum(size_field)
     return b"".join((raw.ljust(100, b"\0"), _MID, size_field, _AFTER_SIZE, b"%06o\0 " % checksum, _TAIL))
-
-
-def _add_image(
-    tf: TarWriter,
-    reader: ImageReader,
-    key: str,
-    record: dict[str, Any],
-    ref: dict[str, Any],
-    options: ImageOptions,
-) -> dict[str, Any]:
-    """Add ``<key>.jpg`` and return the sample's row (record + image columns).
-
-    A plain JPEG under the header check is judged from its first bytes and last two and copied by
-    the kernel; anything else is read whole and goes through :func:`process_image`."""
-    fd, offset, size = reader.open_span(ref)
-    try:
-        if size >= 4:
-            head = os.pread(fd, min(size, HEAD_BYTES), offset)
-            tail = os.pread(fd, 2, offset + size - 2)
-            info = pass_through_info(head, tail, size, options)
-            if info is not None:
-                tf.add_copy(f"{key}.jpg", fd, offset, size)
-                return {**record, **info}
-    finally:
-        reader.close_span(ref, fd)
-    jpg, info = process_image(reader.read(ref), options)
-    tf.add(f"{key}.jpg", jpg)
-    return {**record, **info}
 
 
 def write_shard(
@@ -269,13 +190,15 @@ def write_shard(
                     result.dropped.append((key, "no_image", ""))
                     continue
                 try:
-                    row = _add_image(tf, reader, key, record, ref, image_options)
+                    jpg, info = process_image(reader.read(ref), image_options)
                 except ImageError as e:
                     result.dropped.append((key, e.reason, e.message))
                     continue
                 except OSError as e:
                     result.dropped.append((key, "unreadable_image", f"{type(e).__name__}: {e}"))
                     continue
+                row = {**record, **info}
+                tf.add(f"{key}.jpg", jpg)
                 tf.add(f"{key}.txt", row["caption"].encode())
                 tf.add(f"{key}.json", json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
                 tf.add(f"{key}.cls", str(row["label"]).encode())

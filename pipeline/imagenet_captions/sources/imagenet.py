@@ -246,27 +246,6 @@ class ImageReader:
             raise OSError(f"short read: {len(data)} of {ref['size']} bytes at offset {ref['offset']}")
         return data
 
-    def open_span(self, ref: dict[str, Any]) -> tuple[int, int, int]:
-        """``(fd, offset, size)`` of the referenced bytes, for copying them without reading them.
-
-        A loose file gets a new descriptor (its size from ``fstat``: what is there now) that
-        :meth:`close_span` closes; a tar member shares the tar's descriptor."""
-        if ref.get("offset") is None:
-            fd = os.open(ref["path"], os.O_RDONLY)
-            try:
-                return fd, 0, os.fstat(fd).st_size
-            except OSError:
-                os.close(fd)
-                raise
-        fd = self._handles.get(ref["path"])
-        if fd is None:
-            fd = self._handles[ref["path"]] = os.open(ref["path"], os.O_RDONLY)
-        return fd, ref["offset"], ref["size"]
-
-    def close_span(self, ref: dict[str, Any], fd: int) -> None:
-        if ref.get("offset") is None:
-            os.close(fd)
-
     def close(self) -> None:
         for fd in self._handles.values():
             os.close(fd)
