@@ -1,11 +1,16 @@
 """``CleanText``: the text stage as a Beam PTransform (thin DoFns around ``stage.TextStage``).
 
-raw records ──Prepare──► (owner, record, changed) ──[owner dedupe: GroupByKey owner]──Finish──► outcomes
-                  └─► dropped outcomes (part filters)                                            │
+raw records ──Process (prepare + finish, one fused step)──► outcomes
+
+or, with ``owner_duplicates`` once/drop:
+
+raw records ──Prepare──► (owner, record, changed) ──GroupByKey owner──OwnerDedupe──Finish──► outcomes
+                  └─► dropped outcomes (part filters); records without an owner skip the group
+
 outcomes ─► "records" (dicts), "dropped" ((key, reason)), "stats" (one dict, a CombineFn's result)
 
-The owner group only exists when ``owner_duplicates`` is not ``keep``; records without an owner
-skip it untouched. Stats are computed from the outcomes as pipeline data.
+Stats are computed from the outcomes as pipeline data. Without the owner group there is no
+GroupByKey and no Flatten, so records stream through (the in-process runner materialises both).
 """
 
 from __future__ import annotations
@@ -49,6 +54,19 @@ class _FinishFn(beam.DoFn):
     def process(self, item: tuple[dict[str, Any], set[str]]) -> Iterator[TextOutcome]:
         record, changed = item
         yield self.stage.finish(record, changed)
+
+
+class _ProcessFn(beam.DoFn):
+    """The whole stage in one step (no owner grouping): one PCollection of outcomes, no Flatten."""
+
+    def __init__(self, options: TextOptions) -> None:
+        self.options = options
+
+    def setup(self) -> None:
+        self.stage = TextStage(self.options)
+
+    def process(self, raw: dict[str, Any]) -> Iterator[TextOutcome]:
+        yield self.stage.process(raw)
 
 
 class _OwnerDedupeFn(beam.DoFn):
@@ -99,22 +117,23 @@ class CleanText(beam.PTransform):
 
     def expand(self, raws: beam.PCollection) -> dict[str, beam.PCollection]:
         o = self.options
-        prepared = raws | "Prepare" >> beam.ParDo(_PrepareFn(o)).with_outputs(_DROPPED, main="ready")
-        drops = [prepared[_DROPPED]]
-        ready = prepared["ready"]
-        if o.owner_duplicates != "keep":
-            by_owner = ready | "SplitOwner" >> beam.Partition(lambda kv, _n: 0 if kv[0] is None else 1, 2)
+        if o.owner_duplicates == "keep":
+            # One fused step and no Flatten: the in-process runner materialises a Flatten's inputs,
+            # which would hold every record in memory; this way records stream through.
+            outcomes = raws | "Process" >> beam.ParDo(_ProcessFn(o))
+        else:
+            prepared = raws | "Prepare" >> beam.ParDo(_PrepareFn(o)).with_outputs(_DROPPED, main="ready")
+            by_owner = prepared["ready"] | "SplitOwner" >> beam.Partition(
+                lambda kv, _n: 0 if kv[0] is None else 1, 2
+            )
             deduped = (
                 by_owner[1]
                 | "GroupByOwner" >> beam.GroupByKey()
                 | "OwnerDedupe" >> beam.ParDo(_OwnerDedupeFn(o)).with_outputs(_DROPPED, main="kept")
             )
-            drops.append(deduped[_DROPPED])
             to_finish = (by_owner[0] | "NoOwner" >> beam.Values(), deduped["kept"]) | "Join" >> beam.Flatten()
-        else:
-            to_finish = ready | "DropOwner" >> beam.Values()
-        finished = to_finish | "Finish" >> beam.ParDo(_FinishFn(o))
-        outcomes = [finished, *drops] | "AllOutcomes" >> beam.Flatten()
+            finished = to_finish | "Finish" >> beam.ParDo(_FinishFn(o))
+            outcomes = (finished, prepared[_DROPPED], deduped[_DROPPED]) | "AllOutcomes" >> beam.Flatten()
         records = outcomes | "Records" >> beam.FlatMap(
             lambda oc: [oc.record] if oc.record is not None else []
         )
