@@ -476,6 +476,18 @@ def marginal(
     }
 
 
+def marginal_median(
+    small: dict[str, Any], large: dict[str, Any], n_small: int, n_large: int
+) -> dict[str, float]:
+    """The median over repeats of the per-repeat marginal (run i at both sizes): less sensitive than
+    the difference of two minima to one lucky or unlucky run on a shared machine."""
+    pairs = list(zip(small["runs"], large["runs"], strict=True))
+    return {
+        metric: float(np.median([(b[metric] - a[metric]) / (n_large - n_small) * 1e6 for a, b in pairs]))
+        for metric in ("wall_s", "cpu_s")
+    }
+
+
 def timed_runs(
     names: tuple[str, ...], roots: dict[int, Path], work: Path, repeat: int, resize: int | None = None
 ) -> dict[str, dict[int, dict[str, Any]]]:
@@ -572,6 +584,12 @@ def main(argv: list[str] | None = None) -> int:
     result["runs"] = timed
     per_image = {name: marginal(timed[name][lo], timed[name][hi], lo, hi) for name in CONTENDERS}
     result["marginal_per_image"] = per_image
+    medians = {name: marginal_median(timed[name][lo], timed[name][hi], lo, hi) for name in CONTENDERS}
+    result["marginal_per_image_median_us"] = medians
+    result["ratio_to_tar_median"] = {
+        name: {m: medians[name][m] / medians["tar"][m] for m in ("wall_s", "cpu_s")}
+        for name in ("writer", "build")
+    }
     result["ratio_to_tar"] = {
         name: {
             "wall": per_image[name]["wall_us"] / per_image["tar"]["wall_us"],
@@ -599,6 +617,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(f"  {name:7s} {m['wall_us']:8.0f} us wall {m['cpu_us']:8.0f} us cpu{ratio}")
+    print(
+        "  median of per-repeat marginals: "
+        + ", ".join(
+            f"{name} {medians[name]['wall_s']:.0f} us wall {medians[name]['cpu_s']:.0f} us cpu"
+            for name in CONTENDERS
+        )
+    )
     print(
         f"build max RSS: {rss[lo]:.0f} MiB at {lo}, {rss[hi]:.0f} MiB at {hi}: {growth:.0f} bytes per added "
         f"image = {growth / big['mean_bytes']:.4f} of an image"
