@@ -81,3 +81,17 @@ def test_to_raw_record_accepts_release_shapes():
 def test_to_raw_record_names_the_problem(item, reason):
     record, got, _ = to_raw_record(item)
     assert record is None and got == reason
+
+
+def test_lone_surrogates_become_replacement_characters():
+    """json.loads (as a harvested store reads Flickr answers) yields lone surrogates; Beam cannot encode them."""
+    item = json.loads(
+        '{"filename": "n01440764_1.JPEG", "title": "a\\ud800b", "tags": ["\\udfff"], '
+        '"description": "ok \\ud83d\\ude00", "wnid": "n01440764"}'
+    )
+    record, reason, _ = to_raw_record(item)
+    assert reason is None
+    assert record["title"] == "a\ufffdb" and record["tags"] == ["\ufffd"]
+    assert record["description"] == "ok \U0001f600"  # a proper pair is one character and stays
+    for text in (record["title"], *record["tags"], record["description"]):
+        text.encode("utf-8")

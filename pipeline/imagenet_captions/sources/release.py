@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,6 +93,7 @@ def count_release_records(path: str | Path) -> int:
 
 
 RELEASE_FIELDS = ("filename", "title", "tags", "description", "wnid")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def to_raw_record(item: Any) -> tuple[dict[str, Any] | None, str | None, str]:
@@ -124,6 +126,7 @@ def to_raw_record(item: Any) -> tuple[dict[str, Any] | None, str | None, str]:
         tags = tags.split()
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         return None, "malformed_record", stem
+    title, description, tags = _encodable(title), _encodable(description), [_encodable(t) for t in tags]
     record: dict[str, Any] = {
         "key": stem,
         "wnid": wnid,
@@ -135,6 +138,20 @@ def to_raw_record(item: Any) -> tuple[dict[str, Any] | None, str | None, str]:
         "owner": item.get("owner") if isinstance(item.get("owner"), str) else None,
     }
     return record, None, stem
+
+
+def _encodable(text: str) -> str:
+    """Text that encodes as UTF-8: lone surrogates (a JSON "\\ud800" escape decodes to one) become U+FFFD.
+
+    Beam's coders encode every element, even between fused steps, and fail on a lone surrogate; this
+    is the one place every record passes through before its first PCollection."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text)
+    return text
 
 
 def _int_or_none(value: Any) -> int | None:
