@@ -31,6 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from imagenet_captions import __version__, classes, fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.images import ImageOptions
+from imagenet_captions.images.process import RESAMPLE
 from imagenet_captions.shards import layout, report
 from imagenet_captions.shards.writer import ShardResult, samples_digest, write_shard
 from imagenet_captions.sources import imagenet, release
@@ -133,8 +134,7 @@ def join_one(key: str, grouped: dict[str, list[Any]]) -> Iterator[tuple[str, Any
     if records:
         if ref is None:
             yield "outcome", (RECORDS, "no_image", key, "")
-        else:
-            yield "outcome", (IMAGES, "matched", key, "")
+        else:  # the image is counted as "matched" from the shard results, not one element per image here
             yield "sample", (records[0], ref)
     elif ref is not None:
         reason = "record_dropped" if dropped else "no_record"
@@ -272,7 +272,7 @@ def finalize(
 ) -> dict[str, Any]:
     with_images = config.imagenet is not None
     inputs = {RECORDS: inputs.get(RECORDS, 0), **({IMAGES: inputs.get(IMAGES, 0)} if with_images else {})}
-    outcomes = report.merge_outcomes(counts, results)
+    outcomes = report.merge_outcomes(counts, results, with_images)
     if not with_images:
         outcomes.pop(IMAGES, None)
     problems = report.check_accounting(inputs, outcomes)
@@ -414,7 +414,6 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
     )
     examples = (
         all_outcomes
-        | "NotMatched" >> beam.Filter(lambda o: o[1] != "matched")
         | "ExampleKey" >> beam.Map(lambda o: ((o[0], o[1]), (o[2], o[3])))
         | "Examples" >> beam.combiners.Top.SmallestPerKey(report.MAX_EXAMPLES)
     )
@@ -556,6 +555,12 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
         help="how pass-through JPEGs are checked: header (markers + end-of-image; the default), "
         "draft (reduced-size decode) or full (full decode)",
     )
+    g.add_argument(
+        "--resample",
+        choices=sorted(RESAMPLE),
+        default=ImageOptions().resample,
+        help="resize filter: lanczos (the default, sharpest), bicubic, or bilinear (cheapest)",
+    )
     g.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb bound")
 
 
@@ -571,7 +576,11 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         min_shards=args.min_shards,
         as_of=args.as_of,
         image=ImageOptions(
-            resize=args.resize, quality=args.jpeg_quality, max_pixels=args.max_pixels, verify=args.verify
+            resize=args.resize,
+            quality=args.jpeg_quality,
+            max_pixels=args.max_pixels,
+            verify=args.verify,
+            resample=args.resample,
         ),
         text=text_options_from_args(args),
     )

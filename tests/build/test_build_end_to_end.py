@@ -221,9 +221,7 @@ def test_incremental_rebuild_rewrites_only_changed_shards(sample_dir, tmp_path):
     changed = sorted(n for n in before if before[n] != after[n])
     manifest = json.loads((shard_dir / "manifest.json").read_text())
     owner = next(
-        s
-        for s in manifest["shards"]
-        if "n01530575_10007.jpg" in _tar_members(shard_dir / f"{s}.tar")
+        s for s in manifest["shards"] if "n01530575_10007.jpg" in _tar_members(shard_dir / f"{s}.tar")
     )
     assert changed == [f"{owner}.parquet", f"{owner}.tar"]
     assert rep["written"] == 78 and rep["accounting_problems"] == []
@@ -236,3 +234,26 @@ def test_changing_the_shard_count_of_an_existing_output_is_refused(sample_dir, t
     meta = f"release:{sample_dir / 'imagenet_captions.json'}"
     assert main(["build", "--metadata", meta, "--out", str(tmp_path), "--num-shards", "3"]) == 0
     assert main(["build", "--metadata", meta, "--out", str(tmp_path), "--num-shards", "4"]) == 2
+
+
+def test_incremental_rebuild_notices_a_replaced_image(sample_dir, tmp_path):
+    import os
+    import shutil
+
+    train = tmp_path / "train"
+    shutil.copytree(sample_dir / "train", train)
+    cfg = BuildConfig(
+        metadata=f"release:{sample_dir / 'imagenet_captions.json'}",
+        imagenet=str(train),
+        out=str(tmp_path / "o"),
+    )
+    run_build(cfg)
+    shard_dir = tmp_path / "o" / "shards"
+    before = {p.name: p.stat().st_mtime_ns for p in shard_dir.glob("0*")}
+    image = train / "n01644373" / "n01644373_10007.JPEG"
+    data = image.read_bytes()
+    image.write_bytes(data)  # same bytes and size, new modification time: the shard is rebuilt
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    run_build(cfg)
+    after = {p.name: p.stat().st_mtime_ns for p in shard_dir.glob("0*")}
+    assert len([n for n in before if before[n] != after[n]]) == 2

@@ -13,7 +13,9 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore_build.ip
 def test_explore_notebook_runs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("BUILD_DIR", raising=False)
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
     assert "accounting problems: none" in text and "records input 122" in text

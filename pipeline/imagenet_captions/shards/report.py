@@ -21,8 +21,12 @@ MAX_EXAMPLES = 5
 def merge_outcomes(
     outcome_counts: dict[tuple[str, str], int],
     results: list[ShardResult],
+    with_images: bool = True,
 ) -> dict[str, Counter[str]]:
-    """Per category ("records", "images"), reason -> count; shard results add written and image failures."""
+    """Per category ("records", "images"), reason -> count.
+
+    Shard results add ``written`` and the writer's drops (``corrupt_image`` ...) to the records, and,
+    in a build with images, every sample a shard received is an image ``matched`` to its record."""
     merged: dict[str, Counter[str]] = {"records": Counter(), "images": Counter()}
     for (category, reason), n in outcome_counts.items():
         merged.setdefault(category, Counter())[reason] += n
@@ -30,6 +34,8 @@ def merge_outcomes(
         merged["records"]["written"] += r.written
         for _, reason, _ in r.dropped:
             merged["records"][reason] += 1
+        if with_images:
+            merged["images"]["matched"] += r.written + len(r.dropped)
     return merged
 
 

@@ -38,9 +38,19 @@ class Listed(NamedTuple):
 
 
 def image_ref(
-    key: str, wnid: str, path: str, offset: int | None = None, size: int | None = None
+    key: str,
+    wnid: str,
+    path: str,
+    offset: int | None = None,
+    size: int | None = None,
+    mtime_ns: int | None = None,
 ) -> dict[str, Any]:
-    return {"key": key, "wnid": wnid, "path": path, "offset": offset, "size": size}
+    """Where an image's bytes are. Size and modification time make a changed file change its shard's
+    input digest (incremental builds); a tar member's identity is its tar, offset and size."""
+    ref = {"key": key, "wnid": wnid, "path": path, "offset": offset, "size": size}
+    if mtime_ns is not None:
+        ref["mtime_ns"] = mtime_ns
+    return ref
 
 
 def classify_name(name: str, folder_wnid: str | None) -> tuple[str | None, str | None, str | None]:
@@ -106,7 +116,8 @@ def list_class_folder(folder: str) -> Iterator[Listed]:
         if reason:
             yield Listed(f"{wnid}/{entry.name}", None, reason)
         else:
-            yield Listed(key, image_ref(key, image_wnid, entry.path, None, entry.stat().st_size), None)  # type: ignore[arg-type]
+            st = entry.stat()
+            yield Listed(key, image_ref(key, image_wnid, entry.path, None, st.st_size, st.st_mtime_ns), None)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------------
