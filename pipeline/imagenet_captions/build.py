@@ -124,7 +124,7 @@ def join_one(key: str, grouped: dict[str, list[Any]]) -> Iterator[tuple[str, Any
     Yields ("sample", (record, ref)) or ("outcome", (category, reason, key, detail)).
     """
     records, dropped, refs = (
-        grouped["records"],
+        list(grouped["records"]),
         grouped["dropped"],
         sorted(grouped["images"], key=lambda r: r["path"]),
     )
@@ -132,10 +132,13 @@ def join_one(key: str, grouped: dict[str, list[Any]]) -> Iterator[tuple[str, Any
         yield "outcome", (IMAGES, "duplicate_image", key, extra["path"])
     ref = refs[0] if refs else None
     if records:
+        record, lost = choose_record(records)
+        for _ in range(lost):
+            yield "outcome", (RECORDS, "duplicate", key, "")
         if ref is None:
             yield "outcome", (RECORDS, "no_image", key, "")
         else:  # the image is counted as "matched" from the shard results, not one element per image here
-            yield "sample", (records[0], ref)
+            yield "sample", (record, ref)
     elif ref is not None:
         reason = "record_dropped" if dropped else "no_record"
         yield "outcome", (IMAGES, reason, key, "")
@@ -151,22 +154,35 @@ class ReadMetadataFn(beam.DoFn):
         self._as_of = as_of
 
     def process(self, spec: str) -> Iterator[Any]:
+        labels = classes.wnid_to_label()
         for record, reason, key in read_metadata(spec, self._as_of):
             if record is None:
                 yield beam.pvalue.TaggedOutput("outcome", (RECORDS, reason, key, ""))
+            elif record["wnid"] not in labels:
+                yield beam.pvalue.TaggedOutput("outcome", (RECORDS, "unknown_class", key, record["wnid"]))
             else:
-                yield record["key"], record
+                yield record
 
 
-def dedup(kv: tuple[str, list[dict[str, Any]]]) -> Iterator[Any]:
-    key, records = kv
-    kept, lost = choose_record(list(records))
-    for _ in range(lost):
-        yield beam.pvalue.TaggedOutput("outcome", (RECORDS, "duplicate", key, ""))
-    if kept["wnid"] not in classes.wnid_to_label():
-        yield beam.pvalue.TaggedOutput("outcome", (RECORDS, "unknown_class", key, kept["wnid"]))
-    else:
-        yield kept
+def dedup_samples(
+    samples: list[tuple[dict[str, Any], Any]],
+) -> tuple[list[tuple[dict[str, Any], Any]], list[str]]:
+    """One sample per key, chosen by content, and the keys of the duplicates that lost.
+
+    Records with one key always land in one shard (the shard is a function of the key), so a shard's
+    writer can settle duplicates itself: no separate shuffle of every record is needed for it."""
+    by_key: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for sample in samples:
+        by_key.setdefault(sample[0]["key"], []).append(sample)
+    kept, lost = [], []
+    for key, group in by_key.items():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        record, n_lost = choose_record([r for r, _ in group])
+        kept.append(next(s for s in group if s[0] is record))
+        lost += [key] * n_lost
+    return kept, sorted(lost)
 
 
 def listed_to_outputs(listed: imagenet.Listed) -> Iterator[Any]:
@@ -201,8 +217,9 @@ class WriteShardFn(beam.DoFn):
 
     def process(self, kv: tuple[int, Any]) -> Iterator[dict[str, Any]]:
         index, samples = kv
-        samples = sorted(samples, key=lambda s: layout.order_key(s[0]["key"]))
-        digest = samples_digest(samples, self._output_options)
+        samples, duplicates = dedup_samples(list(samples))
+        samples.sort(key=lambda s: layout.order_key(s[0]["key"]))
+        digest = samples_digest(samples, {**self._output_options, "duplicates": duplicates})
         prev = self._previous.get(layout.shard_stem(index))
         if (
             prev
@@ -214,6 +231,7 @@ class WriteShardFn(beam.DoFn):
             return
         t0 = time.perf_counter()
         result = write_shard(index, samples, self._shard_dir, self._image_options, digest)
+        result.dropped += [(key, "duplicate", "") for key in duplicates]
         dt = time.perf_counter() - t0
         log.info(
             "shard %05d of %d written: %d samples, %d dropped, %.0f samples/s",
@@ -348,22 +366,13 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
         | "Read" >> beam.ParDo(ReadMetadataFn(config.as_of)).with_outputs("outcome", main="records")
     )
     outcomes = [read.outcome]
-    unique = (
-        read.records
-        | "ByKey" >> beam.GroupByKey()
-        | "Dedup" >> beam.FlatMap(dedup).with_outputs("outcome", main="records")
-    )
-    outcomes.append(unique.outcome)
-    text = unique.records | "Text" >> CleanText(config.text)
+    # Duplicate records (one key, several records) are settled where records with one key meet anyway:
+    # in the join with the images, or in the shard writer of a text-only build.
+    text = read.records | "Text" >> CleanText(config.text)
     cleaned = text["records"] | "Label" >> beam.Map(with_label)
     outcomes.append(text["dropped"] | "TextDrops" >> beam.Map(lambda kr: (RECORDS, kr[1], kr[0], "")))
     # Keys whose record was dropped before the join: their images are "record_dropped", not "no_record".
-    dropped_keys = (
-        (read.outcome, unique.outcome)
-        | "EarlyDrops" >> beam.Flatten()
-        | "NotDuplicate" >> beam.Filter(lambda o: o[1] != "duplicate")
-        | "DropKey" >> beam.Map(lambda o: (o[2], o[1]))
-    )
+    dropped_keys = read.outcome | "DropKey" >> beam.Map(lambda o: (o[2], o[1]))
     input_counts = [
         read.records
         | "CountRecords" >> beam.combiners.Count.Globally()
