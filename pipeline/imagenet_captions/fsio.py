@@ -98,7 +98,7 @@ def listdir(path: str) -> list[str]:
     if not is_remote(path):
         return sorted(os.listdir(path)) if os.path.isdir(path) else []
     prefix = path.rstrip("/") + "/"
-    (result,) = _filesystems().match([prefix + "*"])
+    (result,) = _filesystems().match([prefix + "**"])  # "*" stops at "/": nested objects name sub-folders
     return sorted({m.path[len(prefix) :].split("/", 1)[0] for m in result.metadata_list})
 
 

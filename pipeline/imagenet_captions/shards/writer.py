@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from imagenet_captions import schema
+from imagenet_captions import fsio, schema
 from imagenet_captions.images import ImageError, ImageOptions, process_image
 from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME, order_key, shard_stem
 from imagenet_captions.sources.imagenet import ImageReader
@@ -171,8 +173,11 @@ def write_shard(
     """Write shard ``index`` of ``samples`` (record, image reference or None) into ``out_dir``.
 
     With image references it writes ``NNNNN.tar`` and ``NNNNN.parquet``; without (a text-only build)
-    only the Parquet file. Records must carry the schema's text columns and ``label``.
+    only the Parquet file. Records must carry the schema's text columns and ``label``. An object-store
+    ``out_dir`` (gs://, s3://) gets files written on local disk first, then copied whole.
     """
+    if fsio.is_remote(out_dir):
+        return _write_shard_remote(index, samples, out_dir, image_options, digest)
     samples = sorted(samples, key=lambda s: order_key(s[0]["key"]))
     for a, b in zip(samples, samples[1:], strict=False):
         if a[0]["key"] == b[0]["key"]:
@@ -216,4 +221,23 @@ def write_shard(
     _commit(f"{parquet_path}.tmp", parquet_path)
     result.files.append(f"{stem}.parquet")
     result.written = len(rows)
+    return result
+
+
+def _write_shard_remote(
+    index: int,
+    samples: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    out_dir: str,
+    image_options: ImageOptions | None,
+    digest: str,
+) -> ShardResult:
+    """The shard is written locally (the fast path), then each file is copied to the store, atomically."""
+    with tempfile.TemporaryDirectory(prefix="imagenet-captions-shard-") as local:
+        result = write_shard(index, samples, local, image_options, digest)
+        for name in result.files:
+            with (
+                open(os.path.join(local, name), "rb") as src,
+                fsio.atomic_write(fsio.join(out_dir, name)) as dst,
+            ):
+                shutil.copyfileobj(src, dst, 1 << 22)
     return result

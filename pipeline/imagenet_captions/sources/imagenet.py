@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from imagenet_captions import fsio
 from imagenet_captions.classes import WNID_RE, parse_image_id, wnid_to_label
 from imagenet_captions.errors import UsageError
 
@@ -89,6 +90,8 @@ def train_folder(root: str | Path) -> Path:
 
 def list_top_level(root: str | Path) -> tuple[list[str], list[Listed]]:
     """The class folders to list (sorted paths), and what else stands at the top level (accounted for)."""
+    if fsio.is_remote(str(root)):
+        return _list_top_level_remote(str(root))
     top = train_folder(root)
     folders, others = [], []
     for entry in sorted(os.scandir(top), key=lambda e: e.name):
@@ -107,6 +110,9 @@ def list_top_level(root: str | Path) -> tuple[list[str], list[Listed]]:
 
 def list_class_folder(folder: str) -> Iterator[Listed]:
     """Every entry of one class folder, as a reference or a reason."""
+    if fsio.is_remote(folder):
+        yield from _list_class_folder_remote(folder)
+        return
     wnid = os.path.basename(folder.rstrip("/"))
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if not entry.is_file():
@@ -169,12 +175,12 @@ class InnerTar:
 def plan_tar(path: str | Path) -> tuple[list[InnerTar], list[Listed]]:
     """Read the outer tar's headers once: its inner tars, and the images or oddities stored directly in it."""
     path = str(path)
-    if not os.path.isfile(path):
+    if not fsio.isfile(path):
         raise UsageError(f"ImageNet tar not found: {path}")
     inner: list[InnerTar] = []
     direct: list[Listed] = []
     try:
-        with tarfile.open(path, mode="r:") as tf:
+        with fsio.open_read(path) as raw, tarfile.open(fileobj=raw, mode="r:") as tf:
             for m in tf:
                 direct_or_inner = _classify_member(path, m, None)
                 if isinstance(direct_or_inner, InnerTar):
@@ -211,7 +217,7 @@ def list_inner_tar(inner: InnerTar) -> Iterator[Listed]:
     if not WNID_RE.match(stem):
         yield Listed(inner.name, None, "not_a_class_folder")
         return
-    with open(inner.path, "rb") as f:
+    with fsio.open_read(inner.path) as f:
         window = io.BufferedReader(_Window(f, inner.offset, inner.size), 1 << 16)
         try:
             with tarfile.open(fileobj=window, mode="r:") as tf:
@@ -226,7 +232,7 @@ def list_inner_tar(inner: InnerTar) -> Iterator[Listed]:
 
 
 def is_tar_source(path: str | Path) -> bool:
-    return os.path.isfile(path) and str(path).endswith(".tar")
+    return str(path).endswith(".tar") and fsio.isfile(str(path))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -247,6 +253,8 @@ class ImageReader:
         self._handles: dict[str, int] = {}
 
     def read(self, ref: dict[str, Any]) -> bytes:
+        if fsio.is_remote(ref["path"]):
+            return _read_remote(ref)
         if ref.get("offset") is None:
             return _read_whole(ref["path"], ref.get("size"))
         fd = self._handles.get(ref["path"])
@@ -267,6 +275,38 @@ class ImageReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _list_top_level_remote(root: str) -> tuple[list[str], list[Listed]]:
+    """Object stores have no folders: the class "folders" are the wnid prefixes under root (or root/train)."""
+    names = fsio.listdir(root)
+    top = fsio.join(root, "train") if "train" in names else root
+    names = fsio.listdir(top) if top != root else names
+    folders = [fsio.join(top, n) for n in names if WNID_RE.match(n)]
+    others = [Listed(n, None, "not_a_class_folder") for n in names if not WNID_RE.match(n)]
+    return folders, others
+
+
+def _list_class_folder_remote(folder: str) -> Iterator[Listed]:
+    wnid = fsio.basename(folder)
+    for name in fsio.listdir(folder):
+        key, image_wnid, reason = classify_name(name, wnid)
+        if reason:
+            yield Listed(f"{wnid}/{name}", None, reason)
+        else:
+            yield Listed(key, image_ref(key, image_wnid, fsio.join(folder, name)), None)  # type: ignore[arg-type]
+
+
+def _read_remote(ref: dict[str, Any]) -> bytes:
+    """An image in an object store (gs://, s3://): the whole object, or a range of a tar."""
+    with fsio.open_read(ref["path"]) as f:
+        if ref.get("offset") is None:
+            return f.read()
+        f.seek(ref["offset"])
+        data = f.read(ref["size"])
+    if len(data) != ref["size"]:
+        raise OSError(f"short read: {len(data)} of {ref['size']} bytes at offset {ref['offset']}")
+    return data
 
 
 _MAX_READ = 0x7FFFF000  # Linux returns at most this much from one read(2)
