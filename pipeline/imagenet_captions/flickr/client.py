@@ -255,15 +255,7 @@ class FlickrClient:
                     continue
                 answer.attempts = attempt
                 return answer
-        return Answer(
-            photo_id,
-            "failed",
-            None,
-            self.redact(f"gave_up: {last}"),
-            None,
-            time.time(),
-            self.retry.max_attempts,
-        )
+        return gave_up(photo_id, self.redact(f"gave_up: {last}"), self.retry.max_attempts)
 
     async def _slot(self) -> tuple[int, list[float], bool]:
         """Wait for the next call's turn: ``(key index, guard cell, is this the key's probe)``.
@@ -460,15 +452,12 @@ class FlickrapiFetcher:
             if attempt < self.retry.max_attempts:
                 cap = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
                 time.sleep(self.rng.uniform(0, cap))
-        return Answer(
-            photo_id,
-            "failed",
-            None,
-            self.redact(f"gave_up: {last}"),
-            None,
-            time.time(),
-            self.retry.max_attempts,
-        )
+        return gave_up(photo_id, self.redact(f"gave_up: {last}"), self.retry.max_attempts)
+
+
+def gave_up(photo_id: int, error: str, attempts: int) -> Answer:
+    """The answer for a photo whose retries ran out: ``failed`` with no Flickr code; a rerun asks again."""
+    return Answer(photo_id, "failed", None, error, None, time.time(), attempts)
 
 
 def _as_int(value: Any) -> int | None:
