@@ -3,9 +3,9 @@
 The Beam graph composes the stages; each stage's logic is a plain function elsewhere, and the DoFns
 here only call them::
 
-    metadata --read--> raw records --dedup--> --label--> CleanText --+
-                                                                      +--join on key--> shard --write-->
-    ImageNet folder/tar --list--> image references ------------------+      (tars + Parquet)
+    metadata --read--> raw records --> CleanText --label--+
+                                                           +--join on key (dedup)--> shard --write-->
+    ImageNet folder/tar --list--> image references -------+                          (tars + Parquet)
                                                                              |
     outcomes of every stage (key, reason) ---------------------------> report.json, sizes.json,
                                                                         manifest.json
@@ -114,7 +114,7 @@ def choose_record(records: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
 
 
 def with_label(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with its class index (the text stage keeps only text columns; dedup checked the wnid)."""
+    """The record with its class index (the text stage keeps only text columns; the reader checked the wnid)."""
     return {**record, "label": classes.wnid_to_label()[record["wnid"]]}
 
 
@@ -461,13 +461,8 @@ def _list_images(p: beam.Pipeline, source: str) -> Any:
     return (
         (listed, top)
         | "AllListed" >> beam.Flatten()
-        | "Classify" >> beam.ParDo(_ListedFn()).with_outputs("outcome", main="refs")
+        | "Classify" >> beam.FlatMap(listed_to_outputs).with_outputs("outcome", main="refs")
     )
-
-
-class _ListedFn(beam.DoFn):
-    def process(self, listed: imagenet.Listed) -> Iterator[Any]:
-        yield from listed_to_outputs(listed)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -483,7 +478,11 @@ def count_inputs(config: BuildConfig) -> int:
     if kind == "responses":
         if not fsio.exists(config.metadata_path) and not fsio.listdir(config.metadata_path):
             raise UsageError(f"response store not found: {config.metadata_path}")
-        return sum(1 for _ in read_metadata(config.metadata, config.as_of))
+        from imagenet_captions.flickr.store import store_summary
+
+        # Every image id in the store is one input (ok or not); the summary counts them without
+        # parsing the stored answers' raw JSON, which the pipeline then reads once.
+        return store_summary(config.metadata_path, _parse_date(config.as_of))["image_total"]
     raise UsageError(f"--metadata must be release:<zip|json> or responses:<dir>, not {config.metadata!r}")
 
 
