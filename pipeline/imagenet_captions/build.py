@@ -3,13 +3,16 @@
 The Beam graph composes the stages; each stage's logic is a plain function elsewhere, and the DoFns
 here only call them::
 
-    metadata --read--> raw records --> CleanText --label--+
-                                                           +--join on key (dedup)--> shard --write-->
-    ImageNet folder/tar --list--> image references -------+                          (tars + Parquet)
+    metadata --read--> raw records --CleanText--label--> (shard, record) --------+
+    ImageNet folder/tar --list--> (shard, image reference) ----------------------+--group by shard-->
+    keys dropped before the writer -------------------> (shard, key) ------------+
+        join on key + settle duplicates (join_shard) --> write (tar + Parquet) or keep (digest)
                                                                              |
-    outcomes of every stage (key, reason) ---------------------------> report.json, sizes.json,
+    outcomes of every stage (category, reason, key, detail) ----------> report.json, sizes.json,
                                                                         manifest.json
 
+A key's shard is a function of the key, so one shuffle brings a key's record, images and drops to
+one writer, which joins them: no per-key CoGroupByKey (docs/shards.md has the measured cost).
 Image bytes never cross a shuffle: references do, and the shard writer reads the bytes. Without
 ``--imagenet`` the build writes the text-only captions table (Parquet) instead of shards.
 """
@@ -20,7 +23,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -109,6 +112,8 @@ def read_metadata(spec: str, as_of: str | None) -> Iterator[tuple[dict[str, Any]
 
 def choose_record(records: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
     """One record of several with the same key, chosen by content (not arrival order), and how many lost."""
+    if len(records) == 1:
+        return records[0], 0
     kept = min(records, key=lambda r: json.dumps(r, sort_keys=True, ensure_ascii=False))
     return kept, len(records) - 1
 
@@ -118,30 +123,56 @@ def with_label(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "label": classes.wnid_to_label()[record["wnid"]]}
 
 
-def join_one(key: str, grouped: dict[str, list[Any]]) -> Iterator[tuple[str, Any]]:
-    """Decide one key's fate from its record, text drop and images: a sample or named outcomes.
+#: Tags of what reaches a shard's writer: a cleaned record, an image reference, a key whose record was
+#: dropped before the writer (its image is then ``record_dropped``, not ``no_record``).
+RECORD, IMAGE, DROPPED = "r", "i", "d"
 
-    Yields ("sample", (record, ref)) or ("outcome", (category, reason, key, detail)).
+Outcome = tuple[str, str, str, str]  # (category, reason, key, detail)
+
+
+def join_shard(
+    items: Iterable[tuple[str, str, Any]], with_images: bool
+) -> tuple[list[tuple[dict[str, Any], Any]], list[Outcome]]:
+    """Join one shard's records and image references by key: ``(samples, outcomes)``.
+
+    Why here and not in a CoGroupByKey: a key's shard is a function of the key alone, so every record,
+    image and dropped key of one key meets in one shard's group anyway. Joining inside the shard's
+    writer saves Beam a shuffle and an element per key (the measured cost of the in-process runner is
+    per element, docs/shards.md). Each key gets one sample, or named outcomes: ``duplicate`` for the
+    records that lost to another with the same key (chosen by content), ``duplicate_image``,
+    ``no_image``, ``no_record`` and ``record_dropped``. Without images every record is a sample.
     """
-    records, dropped, refs = (
-        list(grouped["records"]),
-        grouped["dropped"],
-        sorted(grouped["images"], key=lambda r: r["path"]),
-    )
-    for extra in refs[1:]:
-        yield "outcome", (IMAGES, "duplicate_image", key, extra["path"])
-    ref = refs[0] if refs else None
-    if records:
-        record, lost = choose_record(records)
-        for _ in range(lost):
-            yield "outcome", (RECORDS, "duplicate", key, "")
-        if ref is None:
-            yield "outcome", (RECORDS, "no_image", key, "")
-        else:  # the image is counted as "matched" from the shard results, not one element per image here
-            yield "sample", (record, ref)
-    elif ref is not None:
-        reason = "record_dropped" if dropped else "no_record"
-        yield "outcome", (IMAGES, reason, key, "")
+    records: dict[str, list[dict[str, Any]]] = {}
+    refs: dict[str, list[dict[str, Any]]] = {}
+    dropped: set[str] = set()
+    for tag, key, value in items:
+        if tag == RECORD:
+            records.setdefault(key, []).append(value)
+        elif tag == IMAGE:
+            refs.setdefault(key, []).append(value)
+        else:
+            dropped.add(key)
+    samples: list[tuple[dict[str, Any], Any]] = []
+    outcomes: list[Outcome] = []
+    for key, group in records.items():
+        record, lost = choose_record(group)
+        outcomes += [(RECORDS, "duplicate", key, "")] * lost
+        if not with_images:
+            samples.append((record, None))
+            continue
+        found = refs.pop(key, None)
+        if not found:
+            outcomes.append((RECORDS, "no_image", key, ""))
+            continue
+        if len(found) > 1:
+            found.sort(key=lambda r: r["path"])
+            outcomes += [(IMAGES, "duplicate_image", key, extra["path"]) for extra in found[1:]]
+        samples.append((record, found[0]))
+    for key, found in refs.items():  # images without a record
+        found.sort(key=lambda r: r["path"])
+        outcomes += [(IMAGES, "duplicate_image", key, extra["path"]) for extra in found[1:]]
+        outcomes.append((IMAGES, "record_dropped" if key in dropped else "no_record", key, ""))
+    return samples, outcomes
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -164,45 +195,25 @@ class ReadMetadataFn(beam.DoFn):
                 yield record
 
 
-def dedup_samples(
-    samples: list[tuple[dict[str, Any], Any]],
-) -> tuple[list[tuple[dict[str, Any], Any]], list[str]]:
-    """One sample per key, chosen by content, and the keys of the duplicates that lost.
-
-    Records with one key always land in one shard (the shard is a function of the key), so a shard's
-    writer can settle duplicates itself: no separate shuffle of every record is needed for it."""
-    by_key: dict[str, list[tuple[dict[str, Any], Any]]] = {}
-    for sample in samples:
-        by_key.setdefault(sample[0]["key"], []).append(sample)
-    kept, lost = [], []
-    for key, group in by_key.items():
-        if len(group) == 1:
-            kept.append(group[0])
-            continue
-        record, n_lost = choose_record([r for r, _ in group])
-        kept.append(next(s for s in group if s[0] is record))
-        lost += [key] * n_lost
-    return kept, sorted(lost)
-
-
-def listed_to_outputs(listed: imagenet.Listed) -> Iterator[Any]:
+def listed_to_outputs(listed: imagenet.Listed, num_shards: int) -> Iterator[Any]:
     if listed.ref is None:
         yield beam.pvalue.TaggedOutput("outcome", (IMAGES, listed.reason, listed.key, listed.detail or ""))
     else:
-        yield listed.key, listed.ref
+        yield layout.shard_of(listed.key, num_shards), (IMAGE, listed.key, listed.ref)
 
 
-def join_to_outputs(kv: tuple[str, dict[str, list[Any]]], num_shards: int) -> Iterator[Any]:
-    key, grouped = kv
-    for kind, value in join_one(key, grouped):
-        if kind == "sample":
-            yield layout.shard_of(key, num_shards), value
-        else:
-            yield beam.pvalue.TaggedOutput("outcome", value)
+def record_to_shard(record: dict[str, Any], num_shards: int) -> tuple[int, tuple[str, str, dict[str, Any]]]:
+    key = record["key"]
+    return layout.shard_of(key, num_shards), (RECORD, key, with_label(record))
+
+
+def dropped_to_shard(key: str, num_shards: int) -> tuple[int, tuple[str, str, None]]:
+    return layout.shard_of(key, num_shards), (DROPPED, key, None)
 
 
 class WriteShardFn(beam.DoFn):
-    """One shard per call; a shard whose input digest matches the last build's manifest is kept as is."""
+    """One shard per call: join its records and images (:func:`join_shard`), then write it, or keep it
+    as is when its input digest matches the last build's manifest. Join outcomes go to "outcome"."""
 
     def __init__(
         self,
@@ -211,15 +222,19 @@ class WriteShardFn(beam.DoFn):
         output_options: dict[str, Any],
         previous: dict[str, Any],
         total: int,
+        with_images: bool,
     ):
         self._shard_dir, self._image_options = shard_dir, image_options
         self._output_options, self._previous, self._total = output_options, previous, total
+        self._with_images = with_images
 
-    def process(self, kv: tuple[int, Any]) -> Iterator[dict[str, Any]]:
-        index, samples = kv
-        samples, duplicates = dedup_samples(list(samples))
+    def process(self, kv: tuple[int, Any]) -> Iterator[Any]:
+        index, items = kv
+        samples, outcomes = join_shard(items, self._with_images)
+        for outcome in outcomes:
+            yield beam.pvalue.TaggedOutput("outcome", outcome)
         samples.sort(key=lambda s: layout.order_key(s[0]["key"]))
-        digest = samples_digest(samples, {**self._output_options, "duplicates": duplicates})
+        digest = samples_digest(samples, self._output_options)
         prev = self._previous.get(layout.shard_stem(index))
         if (
             prev
@@ -231,7 +246,6 @@ class WriteShardFn(beam.DoFn):
             return
         t0 = time.perf_counter()
         result = write_shard(index, samples, self._shard_dir, self._image_options, digest)
-        result.dropped += [(key, "duplicate", "") for key in duplicates]
         dt = time.perf_counter() - t0
         log.info(
             "shard %05d of %d written: %d samples, %d dropped, %.0f samples/s",
@@ -366,47 +380,40 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
         | "Read" >> beam.ParDo(ReadMetadataFn(config.as_of)).with_outputs("outcome", main="records")
     )
     outcomes = [read.outcome]
-    # Duplicate records (one key, several records) are settled where records with one key meet anyway:
-    # in the join with the images, or in the shard writer of a text-only build.
     text = read.records | "Text" >> CleanText(config.text)
-    cleaned = text["records"] | "Label" >> beam.Map(with_label)
     outcomes.append(text["dropped"] | "TextDrops" >> beam.Map(lambda kr: (RECORDS, kr[1], kr[0], "")))
-    # Keys whose record was dropped before the join: their images are "record_dropped", not "no_record".
-    dropped_keys = read.outcome | "DropKey" >> beam.Map(lambda o: (o[2], o[1]))
     input_counts = [
         _count_input(read.records, "Records", RECORDS),
         _count_input(read.outcome, "BadRecords", RECORDS),
     ]
-
+    # Everything goes straight to its key's shard, where the writer joins records with images and
+    # settles duplicates (join_shard): one shuffle, one element per record and per image.
+    to_shard = [text["records"] | "RecordToShard" >> beam.Map(record_to_shard, num_shards)]
     if with_images:
-        listed = _list_images(p, config.imagenet)
+        listed = _list_images(p, config.imagenet, num_shards)
         outcomes.append(listed.outcome)
         input_counts += [
             _count_input(listed.refs, "Images", IMAGES),
             _count_input(listed.outcome, "BadImages", IMAGES),
         ]
-        joined = (
-            {
-                "records": cleaned | "RecordByKey" >> beam.Map(lambda r: (r["key"], r)),
-                "dropped": (text["dropped"], dropped_keys) | "AllDrops" >> beam.Flatten(),
-                "images": listed.refs,
-            }
-            | "Join" >> beam.CoGroupByKey()
-            | "Match" >> beam.FlatMap(join_to_outputs, num_shards).with_outputs("outcome", main="samples")
-        )
-        outcomes.append(joined.outcome)
-        samples = joined.samples
-    else:
-        samples = cleaned | "ToShard" >> beam.Map(
-            lambda r: (layout.shard_of(r["key"], num_shards), (r, None))
-        )
+        # Keys whose record was dropped before the writer: their images are "record_dropped".
+        dropped_keys = (
+            read.outcome | "ReadDropKey" >> beam.Map(lambda o: o[2]),
+            text["dropped"] | "TextDropKey" >> beam.Map(lambda kr: kr[0]),
+        ) | "DroppedKeys" >> beam.Flatten()
+        to_shard += [listed.refs, dropped_keys | "DroppedToShard" >> beam.Map(dropped_to_shard, num_shards)]
 
-    results = (
-        samples
+    written = (
+        to_shard
+        | "AllToShard" >> beam.Flatten()
         | "ByShard" >> beam.GroupByKey()
         | "WriteShard"
-        >> beam.ParDo(WriteShardFn(shard_dir, config.image, config.output_options(), previous, num_shards))
+        >> beam.ParDo(
+            WriteShardFn(shard_dir, config.image, config.output_options(), previous, num_shards, with_images)
+        ).with_outputs("outcome", main="results")
     )
+    results = written.results
+    outcomes.append(written.outcome)
     all_outcomes = outcomes | "Outcomes" >> beam.Flatten()
     counts = (
         all_outcomes
@@ -443,7 +450,7 @@ def _count_input(pcoll: Any, label: str, category: str) -> Any:
     )
 
 
-def _list_images(p: beam.Pipeline, source: str) -> Any:
+def _list_images(p: beam.Pipeline, source: str, num_shards: int) -> Any:
     """Image listing as a Beam stage: planned here (top level only), listed in parallel by the workers."""
     if imagenet.is_tar_source(source):
         parts, direct = imagenet.plan_tar(source)
@@ -461,7 +468,7 @@ def _list_images(p: beam.Pipeline, source: str) -> Any:
     return (
         (listed, top)
         | "AllListed" >> beam.Flatten()
-        | "Classify" >> beam.FlatMap(listed_to_outputs).with_outputs("outcome", main="refs")
+        | "Classify" >> beam.FlatMap(listed_to_outputs, num_shards).with_outputs("outcome", main="refs")
     )
 
 
