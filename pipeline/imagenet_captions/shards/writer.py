@@ -15,16 +15,22 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
+import orjson
 import pyarrow.parquet as pq
 
 from imagenet_captions import fsio, schema
 from imagenet_captions.images import ImageError, ImageOptions, process_image
 from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME, order_key, shard_stem
 from imagenet_captions.sources.imagenet import ImageReader
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class DuplicateKeyError(Exception):
@@ -61,11 +67,23 @@ def samples_digest(
     """A digest of a shard's inputs (records, image identities, options): equal digests, equal shard."""
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     for record, ref in samples:
-        # repr of sorted items: deterministic for these plain values, and several times cheaper than JSON
-        h.update(
-            repr((sorted(record.items()), sorted(ref.items()) if ref else None)).encode("utf-8", "replace")
-        )
+        h.update(to_json_bytes((record, ref)))
+        h.update(b"\n")
     return h.hexdigest()
+
+
+def to_json_bytes(obj: Any) -> bytes:
+    """Canonical JSON (sorted keys, UTF-8) of a record: each sample's ``.json`` member, and the digest.
+
+    orjson, because this runs once or twice per image and the standard library's encoder costs
+    ~20 us a record there against ~2 us (benchmarks/bench_shards.py, "levers"); the standard one is
+    the fallback for what orjson refuses (e.g. integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "replace"
+        )
 
 
 def _commit(tmp: str, final: str) -> None:
@@ -163,21 +181,78 @@ def _header(name: str, size: int) -> bytes:
     return b"".join((raw.ljust(100, b"\0"), _MID, size_field, _AFTER_SIZE, b"%06o\0 " % checksum, _TAIL))
 
 
+#: Threads that read and check images ahead of the tar writer (see :func:`write_shard`).
+READ_THREADS = 2
+#: How many images may be read ahead of the writer: bounds memory at ~this many images per shard.
+READ_AHEAD = 64
+
+
+class Loaded(NamedTuple):
+    """One image made ready for the tar: its bytes and info, or why it cannot be stored."""
+
+    jpg: bytes | None
+    info: dict[str, Any] | None
+    reason: str | None = None
+    message: str = ""
+
+
+def load_image(reader: ImageReader, ref: dict[str, Any] | None, options: ImageOptions) -> Loaded:
+    """Read and check (or re-encode, resize) one image; failures become a reason, never an exception."""
+    if ref is None:
+        return Loaded(None, None, "no_image")
+    try:
+        return Loaded(*process_image(reader.read(ref), options))
+    except ImageError as e:
+        return Loaded(None, None, e.reason, e.message)
+    except OSError as e:
+        return Loaded(None, None, "unreadable_image", f"{type(e).__name__}: {e}")
+
+
+def read_ahead(
+    fn: Callable[[T], R], items: Sequence[T], threads: int, ahead: int = READ_AHEAD
+) -> Iterator[R]:
+    """``map(fn, items)`` in order, computed by ``threads`` threads at most ``ahead`` items ahead.
+
+    Why not ``Executor.map``: it submits every item at once, so a slow consumer would hold every
+    image of the shard in memory; this keeps a bounded window. ``threads <= 0`` runs inline.
+    """
+    if threads <= 0 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="shard-read") as pool:
+        window: deque[Future[R]] = deque()
+        todo = iter(items)
+        for item in todo:
+            window.append(pool.submit(fn, item))
+            if len(window) >= ahead:
+                break
+        for item in todo:
+            yield window.popleft().result()
+            window.append(pool.submit(fn, item))
+        while window:
+            yield window.popleft().result()
+
+
 def write_shard(
     index: int,
     samples: list[tuple[dict[str, Any], dict[str, Any] | None]],
     out_dir: str,
     image_options: ImageOptions | None = None,
     digest: str = "",
+    threads: int = READ_THREADS,
 ) -> ShardResult:
     """Write shard ``index`` of ``samples`` (record, image reference or None) into ``out_dir``.
 
     With image references it writes ``NNNNN.tar`` and ``NNNNN.parquet``; without (a text-only build)
     only the Parquet file. Records must carry the schema's text columns and ``label``. An object-store
     ``out_dir`` (gs://, s3://) gets files written on local disk first, then copied whole.
+
+    ``threads`` read and check (or resize) the next images while this thread writes: reads, decodes
+    and resizes release the GIL, so the disk, the decoder and the tar writer overlap. The order of
+    the shard is fixed by the keys, never by which thread finishes first.
     """
     if fsio.is_remote(out_dir):
-        return _write_shard_remote(index, samples, out_dir, image_options, digest)
+        return _write_shard_remote(index, samples, out_dir, image_options, digest, threads)
     samples = sorted(samples, key=lambda s: order_key(s[0]["key"]))
     for a, b in zip(samples, samples[1:], strict=False):
         if a[0]["key"] == b[0]["key"]:
@@ -192,23 +267,21 @@ def write_shard(
         tmp = f"{tar_path}.tmp"
         image_options = image_options or ImageOptions()
         with ImageReader() as reader, TarWriter(tmp) as tf:
-            for record, ref in samples:
+
+            def load(sample: tuple[dict[str, Any], dict[str, Any] | None]) -> Loaded:
+                return load_image(reader, sample[1], image_options)
+
+            for (record, _), (jpg, info, reason, message) in zip(
+                samples, read_ahead(load, samples, threads), strict=True
+            ):
+                if reason is not None:
+                    result.dropped.append((record["key"], reason, message))
+                    continue
                 key = record["key"]
-                if ref is None:
-                    result.dropped.append((key, "no_image", ""))
-                    continue
-                try:
-                    jpg, info = process_image(reader.read(ref), image_options)
-                except ImageError as e:
-                    result.dropped.append((key, e.reason, e.message))
-                    continue
-                except OSError as e:
-                    result.dropped.append((key, "unreadable_image", f"{type(e).__name__}: {e}"))
-                    continue
                 row = {**record, **info}
                 tf.add(f"{key}.jpg", jpg)
                 tf.add(f"{key}.txt", row["caption"].encode())
-                tf.add(f"{key}.json", json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+                tf.add(f"{key}.json", to_json_bytes(row))
                 tf.add(f"{key}.cls", str(row["label"]).encode())
                 tf.flush()
                 rows.append(row)
@@ -230,10 +303,11 @@ def _write_shard_remote(
     out_dir: str,
     image_options: ImageOptions | None,
     digest: str,
+    threads: int,
 ) -> ShardResult:
     """The shard is written locally (the fast path), then each file is copied to the store, atomically."""
     with tempfile.TemporaryDirectory(prefix="imagenet-captions-shard-") as local:
-        result = write_shard(index, samples, local, image_options, digest)
+        result = write_shard(index, samples, local, image_options, digest, threads)
         for name in result.files:
             with (
                 open(os.path.join(local, name), "rb") as src,

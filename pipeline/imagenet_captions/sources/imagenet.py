@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,7 @@ class ImageReader:
 
     def __init__(self) -> None:
         self._handles: dict[str, int] = {}
+        self._lock = threading.Lock()  # the shard writer reads from several threads
 
     def read(self, ref: dict[str, Any]) -> bytes:
         if fsio.is_remote(ref["path"]):
@@ -259,7 +261,10 @@ class ImageReader:
             return _read_whole(ref["path"], ref.get("size"))
         fd = self._handles.get(ref["path"])
         if fd is None:
-            fd = self._handles[ref["path"]] = os.open(ref["path"], os.O_RDONLY)
+            with self._lock:
+                fd = self._handles.get(ref["path"])
+                if fd is None:
+                    fd = self._handles[ref["path"]] = os.open(ref["path"], os.O_RDONLY)
         data = os.pread(fd, ref["size"], ref["offset"])
         if len(data) != ref["size"]:
             raise OSError(f"short read: {len(data)} of {ref['size']} bytes at offset {ref['offset']}")
