@@ -23,7 +23,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -33,7 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from imagenet_captions import __version__, classes, fsio
 from imagenet_captions.errors import UsageError
-from imagenet_captions.images import ImageOptions
+from imagenet_captions.images import ImageOptions, resizer_name
 from imagenet_captions.images.process import RESAMPLE
 from imagenet_captions.shards import layout, report
 from imagenet_captions.shards.writer import ShardResult, samples_digest, write_shard
@@ -72,6 +72,8 @@ class BuildConfig:
         options and the tool's version, so an upgrade that changes outputs rewrites every shard."""
         return {
             "image": asdict(self.image),
+            # Resized bytes depend on the resampler's code too (SIMD or Pillow): a switch rewrites them.
+            "resizer": resizer_name() if self.image.resize else None,
             "text": _jsonable(self.text),
             "schema": "caption_record/v1",
             "version": __version__,
@@ -181,18 +183,39 @@ def join_shard(
 
 
 class ReadMetadataFn(beam.DoFn):
+    """Records out, outcomes to "outcome", and how many entries the source held to "count" (one element:
+    the report's input count comes from the source itself, not from counting elements downstream)."""
+
     def __init__(self, as_of: str | None):
         self._as_of = as_of
 
     def process(self, spec: str) -> Iterator[Any]:
         labels = classes.wnid_to_label()
+        n = 0
         for record, reason, key in read_metadata(spec, self._as_of):
+            n += 1
             if record is None:
                 yield beam.pvalue.TaggedOutput("outcome", (RECORDS, reason, key, ""))
             elif record["wnid"] not in labels:
                 yield beam.pvalue.TaggedOutput("outcome", (RECORDS, "unknown_class", key, record["wnid"]))
             else:
                 yield record
+        yield beam.pvalue.TaggedOutput("count", (RECORDS, n))
+
+
+class ListImagesFn(beam.DoFn):
+    """One part of the ImageNet source (a class folder or class tar) listed: ``(shard, image reference)``
+    out, entries that are not images to "outcome", and the part's entry count to "count"."""
+
+    def __init__(self, lister: Callable[[Any], Iterable[imagenet.Listed]], num_shards: int):
+        self._lister, self._num_shards = lister, num_shards
+
+    def process(self, part: Any) -> Iterator[Any]:
+        n = 0
+        for listed in self._lister(part):
+            n += 1
+            yield from listed_to_outputs(listed, self._num_shards)
+        yield beam.pvalue.TaggedOutput("count", (IMAGES, n))
 
 
 def listed_to_outputs(listed: imagenet.Listed, num_shards: int) -> Iterator[Any]:
@@ -377,31 +400,28 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
     read = (
         p
         | "Metadata" >> beam.Create([config.metadata])
-        | "Read" >> beam.ParDo(ReadMetadataFn(config.as_of)).with_outputs("outcome", main="records")
+        | "Read" >> beam.ParDo(ReadMetadataFn(config.as_of)).with_outputs("outcome", "count", main="records")
     )
     outcomes = [read.outcome]
     text = read.records | "Text" >> CleanText(config.text)
     outcomes.append(text["dropped"] | "TextDrops" >> beam.Map(lambda kr: (RECORDS, kr[1], kr[0], "")))
-    input_counts = [
-        _count_input(read.records, "Records", RECORDS),
-        _count_input(read.outcome, "BadRecords", RECORDS),
-    ]
+    input_counts = [read.count]
     # Everything goes straight to its key's shard, where the writer joins records with images and
     # settles duplicates (join_shard): one shuffle, one element per record and per image.
     to_shard = [text["records"] | "RecordToShard" >> beam.Map(record_to_shard, num_shards)]
     if with_images:
         listed = _list_images(p, config.imagenet, num_shards)
-        outcomes.append(listed.outcome)
-        input_counts += [
-            _count_input(listed.refs, "Images", IMAGES),
-            _count_input(listed.outcome, "BadImages", IMAGES),
-        ]
+        outcomes.append(listed["outcome"])
+        input_counts.append(listed["count"])
         # Keys whose record was dropped before the writer: their images are "record_dropped".
         dropped_keys = (
             read.outcome | "ReadDropKey" >> beam.Map(lambda o: o[2]),
             text["dropped"] | "TextDropKey" >> beam.Map(lambda kr: kr[0]),
         ) | "DroppedKeys" >> beam.Flatten()
-        to_shard += [listed.refs, dropped_keys | "DroppedToShard" >> beam.Map(dropped_to_shard, num_shards)]
+        to_shard += [
+            listed["refs"],
+            dropped_keys | "DroppedToShard" >> beam.Map(dropped_to_shard, num_shards),
+        ]
 
     written = (
         to_shard
@@ -441,17 +461,10 @@ def build_graph(p: beam.Pipeline, config: BuildConfig, input_records: int) -> No
     )
 
 
-def _count_input(pcoll: Any, label: str, category: str) -> Any:
-    """``(category, number of elements)``: the input count the report states, computed as data."""
-    return (
-        pcoll
-        | f"Count{label}" >> beam.combiners.Count.Globally()
-        | f"{label}Input" >> beam.Map(lambda n, c=category: (c, n))
-    )
-
-
 def _list_images(p: beam.Pipeline, source: str, num_shards: int) -> Any:
-    """Image listing as a Beam stage: planned here (top level only), listed in parallel by the workers."""
+    """Image listing as a Beam stage: planned here (top level only), listed in parallel by the workers.
+
+    Returns PCollections "refs" (``(shard, (IMAGE, key, ref))``), "outcome" and "count"."""
     if imagenet.is_tar_source(source):
         parts, direct = imagenet.plan_tar(source)
         lister = imagenet.list_inner_tar
@@ -462,14 +475,20 @@ def _list_images(p: beam.Pipeline, source: str, num_shards: int) -> Any:
         p
         | "ImageParts" >> beam.Create(parts)
         | "SpreadParts" >> beam.Reshuffle()
-        | "ListImages" >> beam.FlatMap(lister)
+        | "ListImages"
+        >> beam.ParDo(ListImagesFn(lister, num_shards)).with_outputs("outcome", "count", main="refs")
     )
-    top = p | "TopLevel" >> beam.Create(direct)
-    return (
-        (listed, top)
-        | "AllListed" >> beam.Flatten()
-        | "Classify" >> beam.FlatMap(listed_to_outputs, num_shards).with_outputs("outcome", main="refs")
+    # Entries stored directly at the top (oddities, or images in the outer tar): one element, listed alike.
+    top = (
+        p
+        | "TopLevel" >> beam.Create([direct])
+        | "ListTopLevel"
+        >> beam.ParDo(ListImagesFn(iter, num_shards)).with_outputs("outcome", "count", main="refs")
     )
+    return {
+        tag: (listed[tag], top[tag]) | f"Listed{tag.title()}" >> beam.Flatten()
+        for tag in ("refs", "outcome", "count")
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
