@@ -100,3 +100,13 @@ def test_json_bytes_are_canonical():
     a = to_json_bytes({"b": 1, "a": "é", "n": None})
     assert a == to_json_bytes({"n": None, "a": "é", "b": 1}) == '{"a":"é","b":1,"n":null}'.encode()
     assert to_json_bytes({"big": 2**70}) == b'{"big":1180591620717411303424}'  # beyond orjson: stdlib
+
+
+def test_threads_only_where_there_is_work_to_overlap():
+    from imagenet_captions.shards.writer import READ_THREADS, auto_threads
+
+    local = [({"key": "k"}, {"path": "/data/k.JPEG"})]
+    remote = [({"key": "k"}, {"path": "gs://bucket/train/k.JPEG"})]
+    assert auto_threads(local, ImageOptions()) == 0
+    assert auto_threads(local, ImageOptions(resize=256)) == READ_THREADS >= 1
+    assert auto_threads(remote, ImageOptions()) == READ_THREADS
