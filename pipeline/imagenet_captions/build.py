@@ -265,11 +265,11 @@ class WriteShardFn(beam.DoFn):
             and all(fsio.exists(fsio.join(self._shard_dir, f)) for f in prev["files"])
         ):
             log.info("shard %05d of %d unchanged: kept", index, self._total)
-            yield prev
+            yield {**prev, "seconds": 0.0, "kept": True}
             return
         t0 = time.perf_counter()
         result = write_shard(index, samples, self._shard_dir, self._image_options, digest)
-        dt = time.perf_counter() - t0
+        dt = result.seconds = time.perf_counter() - t0
         log.info(
             "shard %05d of %d written: %d samples, %d dropped, %.0f samples/s",
             index,
@@ -338,7 +338,11 @@ def finalize(
     manifest = {
         "num_shards": num_shards,
         "options": config.output_options(),
-        "shards": {layout.shard_stem(r.index): r.to_json() for r in sorted(results, key=lambda r: r.index)},
+        # What each shard holds, not how this run got it (time, kept): equal inputs, equal manifest.
+        "shards": {
+            layout.shard_stem(r.index): {k: v for k, v in r.to_json().items() if k not in ("seconds", "kept")}
+            for r in sorted(results, key=lambda r: r.index)
+        },
     }
     report.write_json_atomic(fsio.join(shard_dir, layout.MANIFEST_FILE), manifest)
     rep = {
@@ -349,7 +353,10 @@ def finalize(
             "dir": fsio.basename(shard_dir),
             "count": len(results),
             "num_shards": num_shards,
+            "written_now": sum(not r.kept for r in results),
+            "kept": sum(r.kept for r in results),
             "removed_stale": removed,
+            "write_s": round(sum(r.seconds for r in results), 3),
         },
         "accounting_problems": problems,
         "examples": report.examples_from(examples, results),

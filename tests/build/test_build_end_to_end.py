@@ -225,6 +225,8 @@ def test_incremental_rebuild_rewrites_only_changed_shards(sample_dir, tmp_path):
     )
     assert changed == [f"{owner}.parquet", f"{owner}.tar"]
     assert rep["written"] == 78 and rep["accounting_problems"] == []
+    assert rep["shards"]["written_now"] == 1 and rep["shards"]["kept"] == rep["shards"]["count"] - 1
+    assert rep["shards"]["write_s"] > 0
     assert {k: v for k, v in _digests(tmp_path / "o").items() if not k.startswith(owner)} == {
         k: v for k, v in first.items() if not k.startswith(owner)
     }

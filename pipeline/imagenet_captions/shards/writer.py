@@ -39,13 +39,18 @@ class DuplicateKeyError(Exception):
 
 @dataclass
 class ShardResult:
-    """What one shard holds, and what could not go into it (key, reason, detail)."""
+    """What one shard holds, and what could not go into it (key, reason, detail).
+
+    ``seconds`` is the time this build spent writing it, ``kept`` says the last build's files were
+    kept (equal input digest): the report sums them, so a user sees where a build's time went."""
 
     index: int
     written: int
     dropped: list[tuple[str, str, str]] = field(default_factory=list)
     digest: str = ""
     files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    kept: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,11 +59,21 @@ class ShardResult:
             "dropped": self.dropped,
             "digest": self.digest,
             "files": self.files,
+            "seconds": self.seconds,
+            "kept": self.kept,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ShardResult:
-        return cls(d["index"], d["written"], [tuple(x) for x in d["dropped"]], d["digest"], d["files"])  # type: ignore[misc]
+        return cls(
+            d["index"],
+            d["written"],
+            [tuple(x) for x in d["dropped"]],  # type: ignore[misc]
+            d["digest"],
+            d["files"],
+            d.get("seconds", 0.0),
+            d.get("kept", False),
+        )
 
 
 def samples_digest(
