@@ -517,6 +517,8 @@ def timed_runs(
                         raise RuntimeError(
                             f"build of {n} wrote {rep['written']}: {rep['accounting_problems']}"
                         )
+                    # The build's own shard stage (WriteShard: join, read, check, tar, Parquet).
+                    runs[name][n][-1]["write_s"] = rep["shards"]["write_s"]
                 shutil.rmtree(out)
     return {
         name: {
@@ -524,6 +526,7 @@ def timed_runs(
                 "wall_s": min(r["wall_s"] for r in rs),
                 "cpu_s": min(r["cpu_s"] for r in rs),
                 "maxrss_mib": max(r["maxrss_mib"] for r in rs),
+                **({"write_s": min(r["write_s"] for r in rs)} if "write_s" in rs[0] else {}),
                 "runs": rs,
             }
             for n, rs in by_n.items()
@@ -604,6 +607,20 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name in ("writer", "build")
     }
+    stage = {
+        "wall_us": (timed["build"][hi]["write_s"] - timed["build"][lo]["write_s"]) / (hi - lo) * 1e6,
+        "median_wall_us": float(
+            np.median(
+                [
+                    (b["write_s"] - a["write_s"]) / (hi - lo) * 1e6
+                    for a, b in zip(timed["build"][lo]["runs"], timed["build"][hi]["runs"], strict=True)
+                ]
+            )
+        ),
+    }
+    stage["ratio_to_tar"] = stage["wall_us"] / per_image["tar"]["wall_us"]
+    stage["median_ratio_to_tar"] = stage["median_wall_us"] / medians["tar"]["wall_s"]
+    result["build_shard_stage"] = stage
     rss = {n: timed["build"][n]["maxrss_mib"] for n in sizes}
     growth = (rss[hi] - rss[lo]) * 2**20 / (hi - lo)
     result["memory"] = {
@@ -630,6 +647,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{name} {medians[name]['wall_s']:.0f} us wall {medians[name]['cpu_s']:.0f} us cpu"
             for name in CONTENDERS
         )
+    )
+    print(
+        f"  the build's shard stage (report.json write_s: join, read, check, tar, Parquet): "
+        f"{stage['wall_us']:.0f} us wall = {stage['ratio_to_tar']:.2f}x tar (min); "
+        f"median {stage['median_wall_us']:.0f} us = {stage['median_ratio_to_tar']:.2f}x"
     )
     print(
         f"build max RSS: {rss[lo]:.0f} MiB at {lo}, {rss[hi]:.0f} MiB at {hi}: {growth:.0f} bytes per added "
