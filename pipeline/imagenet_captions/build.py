@@ -642,9 +642,16 @@ def print_summary(rep: dict[str, Any], out: str) -> None:
         table.add_row(category, "[bold]input[/bold]", str(rep[category]["input"]))
         for reason, n in rep[category]["outcomes"].items():
             table.add_row("", reason, str(n))
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    console.print(table)
+    shards = rep["shards"]
+    console.print(
+        f"shards: {shards['written_now']} written, {shards['kept']} unchanged and kept, "
+        f"{len(shards['removed_stale'])} stale files removed; {shards['write_s']:.1f} s writing, "
+        f"{rep['elapsed_s']:.1f} s in all"
+    )
     if rep["accounting_problems"]:
-        Console(stderr=True).print(f"[red]accounting problems: {rep['accounting_problems']}[/red]")
+        console.print(f"[red]accounting problems: {rep['accounting_problems']}[/red]")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

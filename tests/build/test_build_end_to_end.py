@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -181,6 +182,17 @@ def test_cli_build_and_clear_error_for_a_bad_file(sample_dir, tmp_path, capsys):
         == 2
     )
     assert main(["build", "--metadata", "s3-ish-thing", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_cli_summary_says_what_the_shards_cost(sample_dir, tmp_path, capsys):
+    argv = ["build", "--metadata", f"release:{sample_dir / 'imagenet_captions.json'}", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    first = re.search(
+        r"shards: (\d+) written, 0 unchanged and kept", " ".join(capsys.readouterr().err.split())
+    )
+    assert first and int(first[1]) >= 2
+    assert main(argv) == 0  # nothing changed: every shard kept
+    assert f"shards: 0 written, {first[1]} unchanged and kept" in " ".join(capsys.readouterr().err.split())
 
 
 def test_cli_multiprocess_run_gives_the_same_bytes(folder_build, sample_dir, tmp_path):
