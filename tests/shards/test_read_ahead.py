@@ -8,6 +8,7 @@ import time
 
 import pytest
 from PIL import Image
+from shardsamples import record
 
 from imagenet_captions.images import ImageOptions
 from imagenet_captions.shards.writer import read_ahead, to_json_bytes, write_shard
@@ -47,22 +48,6 @@ def test_read_ahead_inline_and_errors_propagate():
         list(read_ahead(boom, list(range(20)), threads=2, ahead=4))
 
 
-def _record(key):
-    return {
-        "key": key,
-        "wnid": key.split("_")[0],
-        "label": 0,
-        "photo_id": None,
-        "license": None,
-        "title": f"title {key}",
-        "description": "",
-        "tags": ["a"],
-        "caption": f"title {key} a",
-        "lang": None,
-        "lang_score": None,
-    }
-
-
 def _images(tmp_path, n):
     rng = random.Random(1)
     samples = []
@@ -76,7 +61,7 @@ def _images(tmp_path, n):
             data = data[: len(data) // 2]  # truncated: dropped with a reason, in place
         path.write_bytes(data)
         samples.append(
-            (_record(key), {"key": key, "wnid": "n01440764", "path": str(path), "offset": None, "size": None})
+            (record(key), {"key": key, "wnid": "n01440764", "path": str(path), "offset": None, "size": None})
         )
     return samples
 
