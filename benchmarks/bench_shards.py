@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from imagenet_captions import classes
+from imagenet_captions.train.synthetic import photo_texture
 
 IMAGE_SIZE = (500, 375)
 GEN_QUALITY = 90
@@ -104,18 +105,6 @@ _WORDS = [
 # ---------------------------------------------------------------------------------------------------
 
 
-def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Multi-scale noise: smooth regions, edges and fine grain, so JPEG sizes look like photos'."""
-    out = np.zeros((height, width, 3), np.float32)
-    for scale, amplitude in ((64, 60.0), (16, 30.0), (4, 18.0), (1, 15.0)):
-        small = rng.normal(0, 1, (height // scale + 2, width // scale + 2, 3)).astype(np.float32)
-        im = Image.fromarray(np.clip(small * 40 + 128, 0, 255).astype(np.uint8)).resize(
-            (width + 2 * scale, height + 2 * scale), Image.Resampling.BICUBIC
-        )
-        out += (np.asarray(im, np.float32)[:height, :width] - 128) / 40 * amplitude
-    return np.clip(out + 128, 0, 255).astype(np.uint8)
-
-
 def _record(key: str, wnid: str, name: str, prng: random.Random) -> dict[str, Any]:
     words = [prng.choice(_WORDS) for _ in range(prng.randint(2, 6))]
     title = prng.choice([f"{name} {words[0]}", f"DSC{prng.randint(0, 99999):05d}", " ".join(words).title()])
@@ -141,7 +130,7 @@ def generate(root: Path, count: int, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     prng = random.Random(seed)
     width, height = IMAGE_SIZE
-    fields = [_texture(rng, 1200, 1600) for _ in range(4)]
+    fields = [photo_texture(rng, 1200, 1600) for _ in range(4)]
     names = dict(classes.class_index())
     wnids = classes.wnids()[:: len(classes.wnids()) // N_CLASSES][:N_CLASSES]
     records, total = [], 0

@@ -15,22 +15,15 @@ from PIL import Image
 
 from imagenet_captions.images import ImageOptions, process_image
 from imagenet_captions.images import process as P
+from imagenet_captions.train.synthetic import photo_texture
 
 pytest.importorskip("cykooz_resizer")  # a core dependency; absent only where no wheel exists
 
 
 def _texture(size=(500, 375), seed=0):
-    """Photo-like: smooth regions, edges and fine grain (as benchmarks/bench_shards.py generates)."""
+    """Photo-like pixels, as the shard benchmark generates them."""
     width, height = size
-    rng = np.random.default_rng(seed)
-    out = np.zeros((height, width, 3), np.float32)
-    for scale, amplitude in ((64, 60.0), (16, 30.0), (4, 18.0), (1, 15.0)):
-        small = rng.normal(0, 1, (height // scale + 2, width // scale + 2, 3)).astype(np.float32)
-        im = Image.fromarray(np.clip(small * 40 + 128, 0, 255).astype(np.uint8)).resize(
-            (width + 2 * scale, height + 2 * scale), Image.Resampling.BICUBIC
-        )
-        out += (np.asarray(im, np.float32)[:height, :width] - 128) / 40 * amplitude
-    return Image.fromarray(np.clip(out + 128, 0, 255).astype(np.uint8), "RGB")
+    return Image.fromarray(photo_texture(np.random.default_rng(seed), height, width), "RGB")
 
 
 def _jpeg(im, quality=90):

@@ -5,7 +5,8 @@ Two generators:
 - ``shape_samples``: learnable data. Each class is a (colour, shape) pair drawn on a noisy
   background; the caption names both ("a photo of a red circle"), the label is a real ImageNet label.
   A model that learns anything reaches far above chance on fresh draws.
-- ``photo_like_jpeg``: ImageNet-like JPEG bytes (500x375, about 100 KB) for throughput benchmarks.
+- ``photo_like_jpeg``: ImageNet-like JPEG bytes (500x375, about 100 KB) for throughput benchmarks;
+  ``photo_texture``: photo-like pixels at several scales (the shard benchmark's images).
 
 ``write_shards`` is a plain ``tarfile`` writer (no Beam), so it also runs on the GPU machine:
 ``<out>/shards/00000.tar`` ... with ``<key>.jpg``, ``<key>.txt``, ``<key>.json``, ``<key>.cls``, and
@@ -138,6 +139,20 @@ def photo_like_jpeg(seed: int, size: tuple[int, int] = (500, 375), quality: int 
     texture = g.normal(0, 14, (h, w, 1)).astype(np.int16)
     im = Image.fromarray(np.clip(base + texture, 0, 255).astype(np.uint8), "RGB")
     return jpeg_bytes(im, quality)
+
+
+def photo_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Photo-like pixels (uint8, height x width x 3): multi-scale noise with smooth regions, edges and
+    fine grain, so JPEG sizes and resize costs look like photos'. The shard benchmark and the resize
+    tests draw from it."""
+    out = np.zeros((height, width, 3), np.float32)
+    for scale, amplitude in ((64, 60.0), (16, 30.0), (4, 18.0), (1, 15.0)):
+        small = rng.normal(0, 1, (height // scale + 2, width // scale + 2, 3)).astype(np.float32)
+        im = Image.fromarray(np.clip(small * 40 + 128, 0, 255).astype(np.uint8)).resize(
+            (width + 2 * scale, height + 2 * scale), Image.Resampling.BICUBIC
+        )
+        out += (np.asarray(im, np.float32)[:height, :width] - 128) / 40 * amplitude
+    return np.clip(out + 128, 0, 255).astype(np.uint8)
 
 
 def resize_jpeg(data: bytes, shorter: int = 256, quality: int = 90) -> bytes:
