@@ -78,11 +78,10 @@ class _FastResizer:
 def _load_fast_resizer() -> _FastResizer | None:
     """The SIMD resizer, or None (Pillow resizes) when ``cykooz-resizer`` cannot be imported or set up.
 
-    It is a core dependency, but a fallback keeps the package working where it was left out because
-    no wheel exists: cykooz-resizer ships binary wheels per CPython version, OS and CPU, and a source
-    build needs a Rust toolchain, so a new Python or an unusual platform may have to install the
-    project without it (``pip install --no-deps``), or its native library may fail to load. Pillow's
-    filters are the same kinds (within ~0.1 dB), only slower.
+    ``pyproject.toml`` asks for it only on the platforms its binary wheels cover (Linux x86_64,
+    macOS, Windows x86-64): elsewhere a source build would need a Rust toolchain, so there it is
+    absent, and its native library may also fail to load. Pillow's filters are the same kinds
+    (within ~0.1 dB), only slower.
     """
     try:
         return _FastResizer()

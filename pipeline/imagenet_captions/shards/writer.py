@@ -209,7 +209,8 @@ def auto_threads(samples: Sequence[tuple[Any, dict[str, Any] | None]], options: 
     Measured on 2 cores (docs/shards.md): with ``--resize 256`` two threads write 1.35x more images
     per second (decode and resize release the GIL); for local pass-through, where each image is a
     ~25 us read and a header check, the hand-off between threads costs more CPU than it hides."""
-    remote = any(ref is not None and fsio.is_remote(ref["path"]) for _, ref in samples[:1])
+    first = next((ref for _, ref in samples if ref is not None), None)
+    remote = first is not None and fsio.is_remote(first["path"])
     return READ_THREADS if options.resize or remote else 0
 
 
@@ -247,13 +248,9 @@ def read_ahead(
         return
     with ThreadPoolExecutor(threads, thread_name_prefix="shard-read") as pool:
         window: deque[Future[R]] = deque()
-        todo = iter(items)
-        for item in todo:
-            window.append(pool.submit(fn, item))
+        for item in items:
             if len(window) >= ahead:
-                break
-        for item in todo:
-            yield window.popleft().result()
+                yield window.popleft().result()
             window.append(pool.submit(fn, item))
         while window:
             yield window.popleft().result()
