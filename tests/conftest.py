@@ -23,3 +23,20 @@ def sample_tar(sample_dir: Path) -> Path:
     tar = sample_dir / "ILSVRC2012_img_train.tar"
     write_ilsvrc_tar(sample_dir / "train", tar)
     return tar
+
+
+@pytest.fixture
+def run_notebook(tmp_path: Path):
+    """Execute ``notebooks/<name>`` top to bottom in ``tmp_path``; returns its outputs and their text."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    def run(name: str, timeout: int) -> tuple[list[dict], str]:
+        nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / name, as_version=4)
+        NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        return outputs, "".join(o.get("text", "") for o in outputs)
+
+    return run
