@@ -24,6 +24,16 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
         "check a build's shards, Parquet, sizes and report",
         False,
     ),
+    "release": (
+        "imagenet_captions.release.publish",
+        "make a release of a build: text Parquet, manifest, dataset card, Croissant",
+        False,
+    ),
+    "download": (
+        "imagenet_captions.release.download",
+        "download a release (or the official 2022 zip), verified and resumable",
+        False,
+    ),
     "harvest": ("imagenet_captions.flickr.command", "fetch Flickr metadata for ImageNet's URL list", True),
     "train": (
         "imagenet_captions.train.command",
