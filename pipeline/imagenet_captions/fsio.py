@@ -107,3 +107,16 @@ def remove(path: str) -> None:
         _filesystems().delete([path])
     else:
         os.remove(path)
+
+
+def sha256_file(path: str, chunk: int = 1 << 22) -> tuple[str, int]:
+    """``(hex sha256, size)`` of a file's bytes, read in chunks (a release's tars are gigabytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    size = 0
+    with open_read(path) as f:
+        while block := f.read(chunk):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
