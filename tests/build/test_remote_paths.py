@@ -7,9 +7,11 @@ paths for object stores (no folders, atomic writes by rename, ranged reads) run 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from pathlib import Path
 
-from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import BeamIOError, FileMetadata
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from imagenet_captions import fsio
@@ -45,7 +47,12 @@ class PrefixedLocalFileSystem(LocalFileSystem):
         )
 
     def delete(self, paths):
-        return super().delete([_local(p) for p in paths])
+        # LocalFileSystem.delete matches each path through self.match, which adds the scheme back.
+        for p in paths:
+            local = _local(p)
+            if not os.path.exists(local):
+                raise BeamIOError("Delete operation failed", {p: FileNotFoundError(local)})
+            shutil.rmtree(local) if os.path.isdir(local) else os.remove(local)
 
     def match(self, patterns, limits=None):
         results = super().match([_local(p) for p in patterns], limits)

@@ -1,5 +1,6 @@
 import io
 import tarfile
+from types import SimpleNamespace
 
 import pytest
 
@@ -7,14 +8,21 @@ from imagenet_captions.errors import UsageError
 from imagenet_captions.sources import imagenet
 
 
+def _view(listed):
+    """One listing entry as (key, ref, reason): an image reference (a dict) or a Drop."""
+    if isinstance(listed, dict):
+        return SimpleNamespace(key=listed["key"], ref=listed, reason=None)
+    return SimpleNamespace(key=listed.key, ref=None, reason=listed.reason)
+
+
 def _listing_from_folder(root):
     folders, others = imagenet.list_top_level(root)
-    return others + [x for f in folders for x in imagenet.list_class_folder(f)]
+    return [_view(x) for x in others + [x for f in folders for x in imagenet.list_class_folder(f)]]
 
 
 def _listing_from_tar(path):
     parts, direct = imagenet.plan_tar(path)
-    return direct + [x for part in parts for x in imagenet.list_inner_tar(part)]
+    return [_view(x) for x in direct + [x for part in parts for x in imagenet.list_inner_tar(part)]]
 
 
 def test_folder_and_tar_give_the_same_images_and_bytes(sample_dir, sample_tar):

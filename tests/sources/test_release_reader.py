@@ -59,11 +59,17 @@ def test_missing_file_and_zip_without_json(tmp_path):
         count_release_records(z)
 
 
+def _outcome(item):
+    """``to_raw_record``'s answer as (record, reason, key): a record, or the Drop's reason and key."""
+    out = to_raw_record(item)
+    return (out, None, out["key"]) if isinstance(out, dict) else (None, out.reason, out.key)
+
+
 def test_to_raw_record_accepts_release_shapes():
-    record, reason, key = to_raw_record(REC)
+    record, reason, key = _outcome(REC)
     assert reason is None and key == "n01440764_10026"
     assert record["tags"] == ["a"] and record["photo_id"] is None
-    record, reason, _ = to_raw_record(dict(REC, title=None, tags=None, description=None))
+    record, reason, _ = _outcome(dict(REC, title=None, tags=None, description=None))
     assert reason is None and record["title"] == "" and record["tags"] == []
 
 
@@ -79,7 +85,7 @@ def test_to_raw_record_accepts_release_shapes():
     ],
 )
 def test_to_raw_record_names_the_problem(item, reason):
-    record, got, _ = to_raw_record(item)
+    record, got, _ = _outcome(item)
     assert record is None and got == reason
 
 
@@ -89,7 +95,7 @@ def test_lone_surrogates_become_replacement_characters():
         '{"filename": "n01440764_1.JPEG", "title": "a\\ud800b", "tags": ["\\udfff"], '
         '"description": "ok \\ud83d\\ude00", "wnid": "n01440764"}'
     )
-    record, reason, _ = to_raw_record(item)
+    record, reason, _ = _outcome(item)
     assert reason is None
     assert record["title"] == "a\ufffdb" and record["tags"] == ["\ufffd"]
     assert record["description"] == "ok \U0001f600"  # a proper pair is one character and stays

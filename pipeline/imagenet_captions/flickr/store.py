@@ -40,6 +40,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -87,14 +88,6 @@ def responses_dir(out_dir: str) -> str:
     return os.path.join(out_dir, RESPONSES)
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # -- writing ------------------------------------------------------------------------------------
 class JournalWriter:
     """Appends answers to the journal from any thread; :meth:`append` returns a future that is
@@ -132,7 +125,7 @@ class JournalWriter:
 
     def _open_segment(self):  # noqa: ANN202 - a binary file object
         f = open(self._segment_path(), "ab")  # noqa: SIM115 - open for the segment's lifetime
-        _fsync_dir(self.directory)
+        fsio.fsync_dir(self.directory)
         return f
 
     def append(self, answer: StoredAnswer) -> concurrent.futures.Future:
@@ -257,16 +250,6 @@ def to_table(answers: Iterable[StoredAnswer]) -> pa.Table:
     )
 
 
-def write_parquet_atomic(table: pa.Table, path: str) -> None:
-    """Write to a temporary name, fsync, rename: the file appears only when complete."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path) or ".")
-
-
 def compact_journal(journal_path: str) -> str | None:
     """Compact one closed journal segment into its Parquet part, then delete the segment.
 
@@ -280,11 +263,11 @@ def compact_journal(journal_path: str) -> str | None:
     if not os.path.exists(part):
         rows = _dedup(_read_journal(journal_path))
         if rows:
-            write_parquet_atomic(to_table(rows), part)
+            fsio.write_parquet_atomic(to_table(rows), part, compression="zstd")
         else:
             part = None  # type: ignore[assignment]
     os.remove(journal_path)
-    _fsync_dir(directory)
+    fsio.fsync_dir(directory)
     return part
 
 
@@ -297,8 +280,9 @@ def recover(directory: str) -> int:
         if name.startswith("journal-") and _SEGMENT.match(name):
             compact_journal(os.path.join(directory, name))
             n += 1
-        elif ".parquet.tmp-" in name:
-            os.remove(os.path.join(directory, name))  # a part whose rename never happened
+        elif ".parquet.tmp-" in name or (".parquet." in name and fsio.is_temp(name)):
+            # A part whose rename never happened (``.tmp-<pid>`` is the name older versions used).
+            os.remove(os.path.join(directory, name))
     return n
 
 
@@ -405,16 +389,25 @@ def answered_photo_ids(directory: str, fresh_after: float | None = None) -> set[
 
 
 def release_record(image_id: str, answer: StoredAnswer) -> dict[str, Any]:
-    """The release-format record of one image whose photo answered ``ok``."""
-    photo = json.loads(answer.raw or "{}")["photo"]
-    tags = (photo.get("tags") or {}).get("tag") or []
+    """The release-format record of one image whose photo answered ``ok`` (for ``harvest --export``)."""
     return {
         "filename": f"{image_id}.JPEG",
         "wnid": image_id.split("_", 1)[0],
+        **photo_fields(answer.raw),
+        "photo_id": answer.photo_id,
+    }
+
+
+def photo_fields(raw: str | None) -> dict[str, Any]:
+    """Title, tags (raw, as typed), description (HTML as Flickr gives it), license and owner of a
+    stored ``flickr.photos.getInfo`` answer: the one reading of Flickr's JSON, for the export and
+    for the build's response-store source."""
+    photo = json.loads(raw or "{}")["photo"]
+    tags = (photo.get("tags") or {}).get("tag") or []
+    return {
         "title": _content(photo.get("title")),
         "tags": [str(t.get("raw", t.get("_content", ""))) for t in tags if isinstance(t, dict)],
         "description": _content(photo.get("description")),
-        "photo_id": answer.photo_id,
         "license": None if photo.get("license") is None else str(photo.get("license")),
         "owner": (photo.get("owner") or {}).get("nsid"),
     }
@@ -424,6 +417,12 @@ def _content(value: Any) -> str:
     if isinstance(value, dict):
         return str(value.get("_content", ""))
     return "" if value is None else str(value)
+
+
+def iter_stored_rows(responses_dir: str, with_raw: bool) -> Iterator[StoredAnswer]:
+    """Every stored row of every segment (parts and journals), not deduplicated, in file order."""
+    for path in _segments(responses_dir):
+        yield from _iter_segment(path, with_raw)
 
 
 def iter_release_records(responses_dir: str, as_of: datetime | None = None) -> Iterator[dict]:

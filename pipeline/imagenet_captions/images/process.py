@@ -27,6 +27,8 @@ from typing import Any
 import PIL
 from PIL import Image
 
+from imagenet_captions.errors import OptionError
+
 # Our own bound (below) gives a named reason; Pillow's global one would raise its own error type.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -138,11 +140,15 @@ class ImageOptions:
 
     def __post_init__(self) -> None:
         if self.verify not in ("draft", "full", "header"):
-            raise ValueError(f"verify must be draft, full or header, not {self.verify!r}")
+            raise OptionError(f"--verify must be draft, full or header, not {self.verify!r}")
         if self.resample not in RESAMPLE:
-            raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, not {self.resample!r}")
+            raise OptionError(f"--resample must be one of {', '.join(sorted(RESAMPLE))}, not {self.resample!r}")
         if self.resize is not None and self.resize < 8:
-            raise ValueError(f"resize must be at least 8 pixels, not {self.resize}")
+            raise OptionError(f"--resize must be at least 8 pixels, not {self.resize}")
+        if not 1 <= self.quality <= 100:
+            raise OptionError(f"--jpeg-quality must be between 1 and 100, not {self.quality}")
+        if self.max_pixels < 1:
+            raise OptionError(f"--max-pixels must be at least 1, not {self.max_pixels}")
 
 
 class ImageError(Exception):

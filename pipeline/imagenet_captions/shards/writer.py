@@ -102,7 +102,14 @@ def to_json_bytes(obj: Any) -> bytes:
 
 
 def _commit(tmp: str, final: str) -> None:
+    """Rename a finished file into place, durably (as :func:`fsio.atomic_write` does)."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, final)
+    fsio.fsync_dir(os.path.dirname(final))
 
 
 class TarWriter:
@@ -263,11 +270,14 @@ def write_shard(
     image_options: ImageOptions | None = None,
     digest: str = "",
     threads: int | None = None,
+    with_images: bool | None = None,
 ) -> ShardResult:
     """Write shard ``index`` of ``samples`` (record, image reference or None) into ``out_dir``.
 
-    With image references it writes ``NNNNN.tar`` and ``NNNNN.parquet``; without (a text-only build)
-    only the Parquet file. Records must carry the schema's text columns and ``label``. An object-store
+    A shard of a build with images (``with_images``; by default: any sample has a reference) is
+    ``NNNNN.tar`` and ``NNNNN.parquet``, both written even when the shard is empty (an empty tar is
+    valid), so every planned shard exists and ``{00000..N}.tar`` names them all; a text-only
+    shard is only the Parquet file. Records must carry the schema's text columns and ``label``. An object-store
     ``out_dir`` (gs://, s3://) gets files written on local disk first, then copied whole.
 
     ``threads`` (default: :func:`auto_threads`) read and check (or resize) the next images while
@@ -275,20 +285,21 @@ def write_shard(
     tar writer overlap. The order of the shard is fixed by the keys, never by which thread finishes
     first.
     """
+    if with_images is None:
+        with_images = any(ref is not None for _, ref in samples)
     if fsio.is_remote(out_dir):
-        return _write_shard_remote(index, samples, out_dir, image_options, digest, threads)
+        return _write_shard_remote(index, samples, out_dir, image_options, digest, threads, with_images)
     samples = sorted(samples, key=lambda s: order_key(s[0]["key"]))
     for a, b in zip(samples, samples[1:], strict=False):
         if a[0]["key"] == b[0]["key"]:
             raise DuplicateKeyError(f"key {a[0]['key']} appears twice in shard {index}")
     os.makedirs(out_dir, exist_ok=True)
     stem = shard_stem(index)
-    with_images = any(ref is not None for _, ref in samples)
     result = ShardResult(index=index, written=0, digest=digest)
     rows: list[dict[str, Any]] = []
     if with_images:
         tar_path = os.path.join(out_dir, f"{stem}.tar")
-        tmp = f"{tar_path}.tmp"
+        tmp = fsio.temp_path(tar_path)
         image_options = image_options or ImageOptions()
         if threads is None:
             threads = auto_threads(samples, image_options)
@@ -316,8 +327,9 @@ def write_shard(
     else:
         rows = [record for record, _ in samples]
     parquet_path = os.path.join(out_dir, f"{stem}.parquet")
-    pq.write_table(schema.to_table(rows), f"{parquet_path}.tmp", compression="zstd")
-    _commit(f"{parquet_path}.tmp", parquet_path)
+    tmp = fsio.temp_path(parquet_path)
+    pq.write_table(schema.to_table(rows), tmp, compression="zstd")
+    _commit(tmp, parquet_path)
     result.files.append(f"{stem}.parquet")
     result.written = len(rows)
     return result
@@ -330,10 +342,11 @@ def _write_shard_remote(
     image_options: ImageOptions | None,
     digest: str,
     threads: int | None,
+    with_images: bool,
 ) -> ShardResult:
     """The shard is written locally (the fast path), then each file is copied to the store, atomically."""
     with tempfile.TemporaryDirectory(prefix="imagenet-captions-shard-") as local:
-        result = write_shard(index, samples, local, image_options, digest, threads)
+        result = write_shard(index, samples, local, image_options, digest, threads, with_images)
         for name in result.files:
             with (
                 open(os.path.join(local, name), "rb") as src,

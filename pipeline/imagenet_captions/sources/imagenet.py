@@ -8,8 +8,11 @@ flat as the data grows, and the shard writer reads the bytes itself (:func:`read
 headers are read once (seeking over the data), and each inner tar is listed through a window on the
 outer file, so an image's offset is absolute in the outer file.
 
-Every directory entry or tar member is accounted for: an image reference, or a named reason
-(``bad_image_name``, ``not_a_class_folder``, ``unknown_class``, ``unsafe_path``, ``not_a_file``).
+Every directory entry or tar member is accounted for: an image reference, or a
+:class:`~imagenet_captions.outcomes.Drop` (``bad_image_name``, ``not_a_class_folder``,
+``unknown_class``, ``unsafe_path``, ``not_a_file``, ``corrupt_tar``). The listing is planned once
+(:func:`plan_listing`: the class folders or class tars, plus what stands at the top) and each part
+is listed by a worker (:func:`list_part`); which classes are known is the build's class list.
 """
 
 from __future__ import annotations
@@ -18,25 +21,20 @@ import io
 import os
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from imagenet_captions import fsio
 from imagenet_captions.classes import WNID_RE, parse_image_id, wnid_to_label
 from imagenet_captions.errors import UsageError
+from imagenet_captions.outcomes import IMAGES, Drop
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg")
 
-
-class Listed(NamedTuple):
-    """One entry of the image listing: a reference (``ref``) or the reason it is not one."""
-
-    key: str
-    ref: dict[str, Any] | None
-    reason: str | None
-    detail: str | None = None
+#: One entry of the listing: an image reference (see :func:`image_ref`) or why it is not one.
+Listed = dict[str, Any] | Drop
 
 
 def image_ref(
@@ -55,23 +53,27 @@ def image_ref(
     return ref
 
 
-def classify_name(name: str, folder_wnid: str | None) -> tuple[str | None, str | None, str | None]:
-    """``(key, wnid, None)`` for an image file name like ``n01440764_10026.JPEG``, else ``(None, None, reason)``.
+def classify_name(
+    name: str, folder_wnid: str | None, known: Container[str] | None = None, shown: str | None = None
+) -> tuple[str, str] | Drop:
+    """``(key, wnid)`` for an image file name like ``n01440764_10026.JPEG``, else the Drop that says why
+    (its key is ``shown``, the entry as the report names it, or ``name``).
 
-    ``folder_wnid`` is the class the file sits in (folder or inner tar); the file's own wnid must match.
-    """
+    ``folder_wnid`` is the class the file sits in (folder or inner tar); the file's own wnid must
+    match. ``known`` are the build's classes (default: ILSVRC-2012's 1,000)."""
+    shown = name if shown is None else shown
     if ".." in name.split("/") or name.startswith("/"):
-        return None, None, "unsafe_path"
+        return Drop(IMAGES, "unsafe_path", shown)
     base = name.rsplit("/", 1)[-1]
     stem, dot, suffix = base.rpartition(".")
     if not dot or "." + suffix.lower() not in IMAGE_SUFFIXES:
-        return None, None, "bad_image_name"
+        return Drop(IMAGES, "bad_image_name", shown)
     parsed = parse_image_id(stem)
     if parsed is None or (folder_wnid is not None and parsed[0] != folder_wnid):
-        return None, None, "bad_image_name"
-    if parsed[0] not in wnid_to_label():
-        return None, None, "unknown_class"
-    return stem, parsed[0], None
+        return Drop(IMAGES, "bad_image_name", shown)
+    if parsed[0] not in (wnid_to_label() if known is None else known):
+        return Drop(IMAGES, "unknown_class", shown)
+    return stem, parsed[0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,30 +103,31 @@ def list_top_level(root: str | Path) -> tuple[list[str], list[Listed]]:
                 folders.append(entry.path)
             else:
                 others.extend(
-                    Listed(f"{entry.name}/{name}", None, "not_a_class_folder")
+                    Drop(IMAGES, "not_a_class_folder", f"{entry.name}/{name}")
                     for name in sorted(os.listdir(entry.path))
                 )
         else:
-            others.append(Listed(entry.name, None, "not_a_class_folder"))
+            others.append(Drop(IMAGES, "not_a_class_folder", entry.name))
     return folders, others
 
 
-def list_class_folder(folder: str) -> Iterator[Listed]:
-    """Every entry of one class folder, as a reference or a reason."""
+def list_class_folder(folder: str, known: Container[str] | None = None) -> Iterator[Listed]:
+    """Every entry of one class folder, as a reference or a Drop."""
     if fsio.is_remote(folder):
-        yield from _list_class_folder_remote(folder)
+        yield from _list_class_folder_remote(folder, known)
         return
     wnid = os.path.basename(folder.rstrip("/"))
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        shown = f"{wnid}/{entry.name}"
         if not entry.is_file():
-            yield Listed(f"{wnid}/{entry.name}", None, "not_a_file")
+            yield Drop(IMAGES, "not_a_file", shown)
             continue
-        key, image_wnid, reason = classify_name(entry.name, wnid)
-        if reason:
-            yield Listed(f"{wnid}/{entry.name}", None, reason)
+        named = classify_name(entry.name, wnid, known, shown)
+        if isinstance(named, Drop):
+            yield named
         else:
             st = entry.stat()
-            yield Listed(key, image_ref(key, image_wnid, entry.path, None, st.st_size, st.st_mtime_ns), None)  # type: ignore[arg-type]
+            yield image_ref(named[0], named[1], entry.path, None, st.st_size, st.st_mtime_ns)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -173,7 +176,7 @@ class InnerTar:
     size: int
 
 
-def plan_tar(path: str | Path) -> tuple[list[InnerTar], list[Listed]]:
+def plan_tar(path: str | Path, known: Container[str] | None = None) -> tuple[list[InnerTar], list[Listed]]:
     """Read the outer tar's headers once: its inner tars, and the images or oddities stored directly in it."""
     path = str(path)
     if not fsio.isfile(path):
@@ -183,7 +186,7 @@ def plan_tar(path: str | Path) -> tuple[list[InnerTar], list[Listed]]:
     try:
         with fsio.open_read(path) as raw, tarfile.open(fileobj=raw, mode="r:") as tf:
             for m in tf:
-                direct_or_inner = _classify_member(path, m, None)
+                direct_or_inner = _classify_member(path, m, None, known)
                 if isinstance(direct_or_inner, InnerTar):
                     inner.append(direct_or_inner)
                 elif direct_or_inner is not None:
@@ -193,47 +196,87 @@ def plan_tar(path: str | Path) -> tuple[list[InnerTar], list[Listed]]:
     return sorted(inner, key=lambda t: t.name), direct
 
 
-def _classify_member(path: str, m: tarfile.TarInfo, folder_wnid: str | None) -> InnerTar | Listed | None:
+def _classify_member(
+    path: str, m: tarfile.TarInfo, folder_wnid: str | None, known: Container[str] | None = None
+) -> InnerTar | Listed | None:
     name = m.name
     if m.isdir():
         return None  # directories carry no images; their files are members of their own
     if ".." in name.split("/") or name.startswith("/"):
-        return Listed(name, None, "unsafe_path")
+        return Drop(IMAGES, "unsafe_path", name)
     if not m.isfile():
-        return Listed(name, None, "not_a_file")
+        return Drop(IMAGES, "not_a_file", name)
     base = name.rsplit("/", 1)[-1]
     if folder_wnid is None and base.endswith(".tar"):
         return InnerTar(path, name, m.offset_data, m.size)
     parent = name.rsplit("/", 2)[-2] if name.count("/") >= 1 else None
     wnid_hint = folder_wnid or (parent if parent and WNID_RE.match(parent) else None)
-    key, wnid, reason = classify_name(name, wnid_hint)
-    if reason:
-        return Listed(name, None, reason)
-    return Listed(key, image_ref(key, wnid, path, m.offset_data, m.size), None)  # type: ignore[arg-type]
+    named = classify_name(name, wnid_hint, known)
+    if isinstance(named, Drop):
+        return named
+    return image_ref(named[0], named[1], path, m.offset_data, m.size)
 
 
-def list_inner_tar(inner: InnerTar) -> Iterator[Listed]:
+def list_inner_tar(inner: InnerTar, known: Container[str] | None = None) -> Iterator[Listed]:
     """Every member of one per-class tar, with offsets absolute in the outer file."""
     stem = inner.name.rsplit("/", 1)[-1][: -len(".tar")]
     if not WNID_RE.match(stem):
-        yield Listed(inner.name, None, "not_a_class_folder")
+        yield Drop(IMAGES, "not_a_class_folder", inner.name)
         return
     with fsio.open_read(inner.path) as f:
         window = io.BufferedReader(_Window(f, inner.offset, inner.size), 1 << 16)
         try:
             with tarfile.open(fileobj=window, mode="r:") as tf:
                 for m in tf:
-                    listed = _classify_member(inner.path, m, stem)
-                    if isinstance(listed, Listed):
-                        if listed.ref is not None:
-                            listed.ref["offset"] += inner.offset
+                    listed = _classify_member(inner.path, m, stem, known)
+                    if isinstance(listed, dict):
+                        listed["offset"] += inner.offset
+                        yield listed
+                    elif isinstance(listed, Drop):
                         yield listed
         except tarfile.ReadError as e:
-            yield Listed(inner.name, None, "corrupt_tar", str(e))
+            yield Drop(IMAGES, "corrupt_tar", inner.name, str(e))
 
 
 def is_tar_source(path: str | Path) -> bool:
     return str(path).endswith(".tar") and fsio.isfile(str(path))
+
+
+#: A unit of listing: ``("folder", path)``, ``("tar", InnerTar)`` or ``("entries", [Listed, ...])``.
+ListingPart = tuple[str, Any]
+
+
+def plan_listing(source: str, known: Container[str] | None = None) -> list[ListingPart]:
+    """The parts a build lists in parallel: one per class folder or class tar, and one of the entries
+    found at the top (oddities, or images stored directly in the outer tar), listed while planning."""
+    if is_tar_source(source):
+        inner, direct = plan_tar(source, known)
+        parts: list[ListingPart] = [("tar", t) for t in inner]
+    else:
+        folders, direct = list_top_level(source)
+        parts = [("folder", f) for f in folders]
+    return [*parts, ("entries", direct)]
+
+
+def source_wnids(source: str) -> list[str]:
+    """The classes an ImageNet source holds: its class folders' or class tars' wnids (``--classes all``)."""
+    if is_tar_source(source):
+        inner, _ = plan_tar(source, known=())
+        stems = [t.name.rsplit("/", 1)[-1][: -len(".tar")] for t in inner]
+    else:
+        folders, _ = list_top_level(source)
+        stems = [fsio.basename(f) for f in folders]
+    return sorted(s for s in stems if WNID_RE.match(s))
+
+
+def list_part(part: ListingPart, known: Container[str] | None = None) -> Iterable[Listed]:
+    """Every entry of one listing part, as an image reference or a Drop."""
+    kind, what = part
+    if kind == "folder":
+        return list_class_folder(what, known)
+    if kind == "tar":
+        return list_inner_tar(what, known)
+    return what
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -288,18 +331,26 @@ def _list_top_level_remote(root: str) -> tuple[list[str], list[Listed]]:
     top = fsio.join(root, "train") if "train" in names else root
     names = fsio.listdir(top) if top != root else names
     folders = [fsio.join(top, n) for n in names if WNID_RE.match(n)]
-    others = [Listed(n, None, "not_a_class_folder") for n in names if not WNID_RE.match(n)]
+    others: list[Listed] = [Drop(IMAGES, "not_a_class_folder", n) for n in names if not WNID_RE.match(n)]
     return folders, others
 
 
-def _list_class_folder_remote(folder: str) -> Iterator[Listed]:
+def _list_class_folder_remote(folder: str, known: Container[str] | None) -> Iterator[Listed]:
+    """An object-store class prefix: each object's size and update time are its identity, so an
+    incremental build notices a replaced object (a new upload has a new update time)."""
+    from apache_beam.io.filesystems import FileSystems
+
     wnid = fsio.basename(folder)
-    for name in fsio.listdir(folder):
-        key, image_wnid, reason = classify_name(name, wnid)
-        if reason:
-            yield Listed(f"{wnid}/{name}", None, reason)
+    prefix = folder.rstrip("/") + "/"
+    (result,) = FileSystems.match([prefix + "*"])
+    for meta in sorted(result.metadata_list, key=lambda m: m.path):
+        name = meta.path[len(prefix) :]
+        named = classify_name(name, wnid, known, f"{wnid}/{name}")
+        if isinstance(named, Drop):
+            yield named
         else:
-            yield Listed(key, image_ref(key, image_wnid, fsio.join(folder, name)), None)  # type: ignore[arg-type]
+            updated = getattr(meta, "last_updated_in_seconds", None) or 0
+            yield image_ref(named[0], named[1], meta.path, None, meta.size_in_bytes, int(updated * 1e9))
 
 
 def _read_remote(ref: dict[str, Any]) -> bytes:

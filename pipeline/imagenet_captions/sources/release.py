@@ -23,6 +23,7 @@ import ijson
 from imagenet_captions import fsio
 from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
+from imagenet_captions.outcomes import RECORDS, Drop
 
 
 class ReleaseFormatError(UsageError):
@@ -96,48 +97,93 @@ RELEASE_FIELDS = ("filename", "title", "tags", "description", "wnid")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
-def to_raw_record(item: Any) -> tuple[dict[str, Any] | None, str | None, str]:
-    """A release item as a raw record ``(record, None, key)`` or ``(None, reason, key)``.
+def to_raw_record(item: Any) -> dict[str, Any] | Drop:
+    """A release item as a raw record, or the :class:`Drop` that names what is wrong with it.
 
     The raw record has ``key``, ``wnid``, ``title``, ``tags``, ``description`` and the optional
-    ``photo_id``, ``license``, ``owner`` (which harvested stores carry). ``key`` is the image id, or,
-    for an item without a usable filename, a stable description of the item so it can be counted.
+    ``photo_id``, ``license``, ``owner`` (which harvested stores carry), each coerced here, once,
+    to its type: the text stage then reads them as they are. A ``tags`` string is split on
+    whitespace (some tools write Flickr's space-separated form). ``key`` is the image id, or, for
+    an item without a usable filename, a stable description of the item so it can be counted.
     """
     if not isinstance(item, dict):
-        return None, "malformed_record", f"<{type(item).__name__}>"
+        return Drop(RECORDS, "malformed_record", f"<{type(item).__name__}>")
     filename = item.get("filename")
     if not isinstance(filename, str):
-        return None, "malformed_record", "<no filename>"
+        return Drop(RECORDS, "malformed_record", "<no filename>")
     stem = filename.rsplit("/", 1)[-1]
     stem = stem[: -len(".JPEG")] if stem.upper().endswith(".JPEG") else stem
     parsed = parse_image_id(stem)
     if parsed is None:
-        return None, "bad_filename", filename[:200]
+        return Drop(RECORDS, "bad_filename", filename[:200])
     wnid = item.get("wnid") or parsed[0]
     if wnid != parsed[0]:
-        return None, "wnid_mismatch", stem
-    title, description, tags = item.get("title", ""), item.get("description", ""), item.get("tags", [])
+        return Drop(RECORDS, "wnid_mismatch", stem)
+    return text_record(stem, wnid, item)
+
+
+def text_record(key: str, wnid: str, fields: dict[str, Any]) -> dict[str, Any] | Drop:
+    """The raw record of ``key`` from release-shaped ``fields`` (title, tags, description and the
+    optional photo_id, license, owner), or ``malformed_record`` when a text field has the wrong type.
+    Shared by the release file and the harvested response store, so both coerce alike."""
+    title, description, tags = fields.get("title", ""), fields.get("description", ""), fields.get("tags", [])
     title = "" if title is None else title
     description = "" if description is None else description
     tags = [] if tags is None else tags
     if not isinstance(title, str) or not isinstance(description, str):
-        return None, "malformed_record", stem
+        return Drop(RECORDS, "malformed_record", key)
     if isinstance(tags, str):  # some tools write tags as one space-separated string
         tags = tags.split()
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        return None, "malformed_record", stem
-    title, description, tags = _encodable(title), _encodable(description), [_encodable(t) for t in tags]
-    record: dict[str, Any] = {
-        "key": stem,
+        return Drop(RECORDS, "malformed_record", key)
+    owner = fields.get("owner")
+    return {
+        "key": key,
         "wnid": wnid,
-        "title": title,
-        "tags": tags,
-        "description": description,
-        "photo_id": _int_or_none(item.get("photo_id")),
-        "license": None if item.get("license") is None else str(item.get("license")),
-        "owner": item.get("owner") if isinstance(item.get("owner"), str) else None,
+        "title": _encodable(title),
+        "tags": [_encodable(t) for t in tags],
+        "description": _encodable(description),
+        "photo_id": _int_or_none(fields.get("photo_id")),
+        "license": None if fields.get("license") is None else str(fields.get("license")),
+        "owner": owner if isinstance(owner, str) else None,
     }
-    return record, None, stem
+
+
+class ReleaseSource:
+    """``release:<zip|json>`` as a metadata source (see :mod:`imagenet_captions.sources`).
+
+    A part is a range of item positions: a JSON list has no index, so each part streams the file
+    from its start and builds records only for its own range. Parsing is cheap beside the text
+    stage that follows in the same worker, and it spreads the records over the workers right
+    after the read (one part would put every record's cleaning on one thread)."""
+
+    prepared = False
+
+    def __init__(self, path: str):
+        self.path = path
+        self._count: int | None = None
+
+    def count(self) -> int:
+        if self._count is None:
+            self._count = count_release_records(self.path)
+        return self._count
+
+    def parts(self, n: int) -> list[tuple[int, int]]:
+        return item_ranges(self.count(), n)
+
+    def read(self, part: tuple[int, int]) -> Iterator[dict[str, Any] | Drop]:
+        start, stop = part
+        for i, item in enumerate(iter_release_items(self.path)):
+            if i >= stop:
+                return
+            if i >= start:
+                yield to_raw_record(item)
+
+
+def item_ranges(total: int, n: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``range(total)`` in at most ``n`` nearly equal parts."""
+    n = max(1, min(n, total))
+    return [(total * i // n, total * (i + 1) // n) for i in range(n)]
 
 
 def _encodable(text: str) -> str:

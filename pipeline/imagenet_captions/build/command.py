@@ -1,0 +1,165 @@
+"""``imagenet-captions build``: its arguments, the run (lock, plan, pipeline) and the summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import Any
+
+from imagenet_captions import fsio, locks, runners
+from imagenet_captions.build.graph import build_graph
+from imagenet_captions.build.plan import BuildConfig, make_plan
+from imagenet_captions.images import ImageOptions
+from imagenet_captions.images.process import RESAMPLE
+from imagenet_captions.outcomes import IMAGES, RECORDS
+from imagenet_captions.shards import incremental, layout
+from imagenet_captions.text import add_text_arguments, text_options_from_args
+
+log = logging.getLogger("imagenet_captions.build")
+
+
+def run_build(config: BuildConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
+    """Run a whole build and return its report (with ``--dry_run``: ``{"dry_run": True, "stages": [...]}``).
+
+    The output folder is locked for the whole run (a second build into it is refused, naming the
+    holder), and what a killed run left half-written is removed before anything is written."""
+    beam_args = list(beam_args or [])
+    with locks.folder_lock(config.out, "build"):
+        plan = make_plan(config, runners.parallelism(beam_args))
+        dry_run = runners.is_dry_run(beam_args)
+        if not dry_run:
+            removed = incremental.remove_leftovers(plan.shard_dir)
+            if removed:
+                log.info("removed %d unfinished files of an earlier run: %s", len(removed), removed[:5])
+        log.info(
+            "%d input records -> %d shards in %s (%d metadata parts, %d image parts)",
+            plan.input_records,
+            plan.num_shards,
+            plan.shard_dir,
+            len(plan.read_parts),
+            len(plan.listing_parts),
+        )
+        p = runners.make_pipeline(beam_args)
+        build_graph(p, plan)
+        if dry_run:
+            stages = runners.stage_names(p)
+            p.run().wait_until_finish()
+            return {"dry_run": True, "stages": stages}
+        p.run().wait_until_finish()
+    return json.loads(fsio.read_bytes(fsio.join(config.out, layout.REPORT_FILE)))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metadata",
+        required=True,
+        help="release:<imagenet_captions.zip|.json>, responses:<harvest out dir> or text-release:<dir>",
+    )
+    parser.add_argument(
+        "--imagenet",
+        help="ImageNet train folder (train/<wnid>/*.JPEG) or ILSVRC2012_img_train.tar (or fall11/winter21 "
+        "with --classes); without it, a text-only captions table is written",
+    )
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--as-of", help="with responses:, use the newest answer fetched at or before this date"
+    )
+    parser.add_argument(
+        "--classes",
+        default="ilsvrc2012",
+        metavar="ilsvrc2012|all|FILE",
+        help="the classes records and images may have: ILSVRC-2012's 1,000 (default), all the wnids of "
+        "--imagenet (ImageNet-21k), or a file of wnids; .cls is the position in the sorted list",
+    )
+    add_shard_arguments(parser)
+    add_text_arguments(parser)
+
+
+def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("shards and images")
+    g.add_argument(
+        "--num-shards", type=int, help="fixed shard count (default: derived once from the input count)"
+    )
+    g.add_argument("--shard-size", type=int, default=2000, help="samples per shard when deriving the count")
+    g.add_argument(
+        "--min-shards",
+        type=int,
+        default=8,
+        help="at least this many shards (>= loader workers x GPUs), unless shards would hold < 32",
+    )
+    g.add_argument("--resize", type=int, help="store images with this shorter side (default: original bytes)")
+    g.add_argument("--jpeg-quality", type=int, default=95, help="quality of re-encoded and resized JPEGs (1-100)")
+    g.add_argument(
+        "--verify",
+        choices=["header", "draft", "full"],
+        default=ImageOptions().verify,
+        help="how pass-through JPEGs are checked: header (markers + end-of-image; the default), "
+        "draft (reduced-size decode) or full (full decode)",
+    )
+    g.add_argument(
+        "--resample",
+        choices=sorted(RESAMPLE),
+        default=ImageOptions().resample,
+        help="resize filter: lanczos (the default, sharpest), bicubic, or bilinear (cheapest)",
+    )
+    g.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb bound")
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    return BuildConfig(
+        metadata=args.metadata,
+        out=args.out,
+        imagenet=args.imagenet,
+        num_shards=args.num_shards,
+        shard_size=args.shard_size,
+        min_shards=args.min_shards,
+        as_of=args.as_of,
+        image=ImageOptions(
+            resize=args.resize,
+            quality=args.jpeg_quality,
+            max_pixels=args.max_pixels,
+            verify=args.verify,
+            resample=args.resample,
+        ),
+        text=text_options_from_args(args),
+        classes=args.classes,
+    )
+
+
+def print_summary(rep: dict[str, Any], out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"build summary: {out}")
+    table.add_column("input")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    for category in (RECORDS, IMAGES):
+        if category not in rep:
+            continue
+        table.add_row(category, "[bold]input[/bold]", str(rep[category]["input"]))
+        for reason, n in rep[category]["outcomes"].items():
+            table.add_row("", reason, str(n))
+    console = Console(stderr=True)
+    console.print(table)
+    shards = rep["shards"]
+    console.print(
+        f"shards: {shards['written_now']} written, {shards['kept']} unchanged and kept, "
+        f"{len(shards['removed_stale'])} stale files removed; {shards['write_s']:.1f} s writing, "
+        f"{rep['elapsed_s']:.1f} s in all"
+    )
+    if rep["accounting_problems"]:
+        console.print(f"[red]accounting problems: {rep['accounting_problems']}[/red]")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    config = config_from_args(args)
+    rep = run_build(config, extra)
+    if rep.get("dry_run"):
+        print(f"dry run: the build's graph was translated, nothing ran; {len(rep['stages'])} stages:")
+        for name in rep["stages"]:
+            print(f"  {name}")
+        return 0
+    print_summary(rep, config.out)
+    return 1 if rep["accounting_problems"] else 0

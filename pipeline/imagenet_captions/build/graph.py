@@ -1,0 +1,128 @@
+"""The build's Beam graph, and nothing else: each DoFn calls one unit of work of ``work.py``::
+
+    metadata parts --ReadAndClean--> records, dropped keys ------------------------+
+        (--owner-duplicates: owner buckets --GroupByKey--FinishOwners--> records) --+
+    ImageNet parts --ListImages--> image references -------------------------------+--GroupByKey shard-->
+    one seed per planned shard ----------------------------------------------------+
+        WriteShard (join on key, keep or write the tar + Parquet) --> tallies
+    tallies of every unit --GroupByKey (one key)--> Finalize: sizes.json, manifest.json, report.json
+
+Why this shape: it uses only what every runner translates alike (Create, ParDo, GroupByKey,
+Flatten). A unit's outputs are ``(tag, value)`` pairs split by a filter per tag, not tagged
+outputs; the report's inputs reach Finalize as one main input, not side inputs (Dask recomputes a
+side input's whole upstream); and every branch ends in Finalize, the last step, which Dask's runner
+computes with everything it depends on. A key's shard is a function of the key, so one shuffle
+brings its record, images and drops to one writer: image bytes never cross it, references do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+
+from imagenet_captions import trace
+from imagenet_captions.build import work
+from imagenet_captions.build.plan import BuildPlan
+from imagenet_captions.outcomes import Tally
+from imagenet_captions.shards import report
+from imagenet_captions.text import TextStage
+
+
+class ReadAndCleanFn(beam.DoFn):
+    """One metadata part: read it and run the text stage (its model loaded once per worker)."""
+
+    def __init__(self, plan: BuildPlan):
+        self._plan = plan
+
+    def setup(self) -> None:
+        self._stage = None if self._plan.source.prepared else TextStage(self._plan.config.text)
+
+    def process(self, part: Any) -> Iterator[work.Tagged]:
+        yield from work.read_part(self._plan, self._stage, part)
+
+
+class FinishOwnersFn(beam.DoFn):
+    """One bucket of owners (``--owner-duplicates``): their duplicates settled, their records finished."""
+
+    def __init__(self, plan: BuildPlan):
+        self._plan = plan
+
+    def setup(self) -> None:
+        self._stage = TextStage(self._plan.config.text)
+
+    def process(self, kv: tuple[int, Any]) -> Iterator[work.Tagged]:
+        yield from work.finish_owners(self._plan, self._stage, kv[1])
+
+
+class ListImagesFn(beam.DoFn):
+    def __init__(self, plan: BuildPlan):
+        self._plan = plan
+
+    def process(self, part: Any) -> Iterator[work.Tagged]:
+        yield from work.list_images(self._plan, part)
+
+
+class WriteShardFn(beam.DoFn):
+    def __init__(self, plan: BuildPlan):
+        self._plan = plan
+
+    def process(self, kv: tuple[int, Any]) -> Iterator[work.Tagged]:
+        yield work.TALLY, work.write_one_shard(self._plan, kv[0], kv[1])
+
+
+class FinalizeFn(beam.DoFn):
+    def __init__(self, plan: BuildPlan):
+        self._plan = plan
+
+    def process(self, kv: tuple[None, Any]) -> Iterator[dict[str, Any]]:
+        total = Tally()
+        for tally in kv[1]:
+            total.merge(tally)
+        trace.note("finalize", "report")
+        yield report.finalize(self._plan, total)
+
+
+def _only(tagged: beam.PCollection, tag: str, label: str) -> beam.PCollection:
+    """The values of one tag of a unit's ``(tag, value)`` output."""
+    return tagged | label >> beam.FlatMap(lambda tv, t=tag: [tv[1]] if tv[0] == t else [])
+
+
+def build_graph(p: beam.Pipeline, plan: BuildPlan) -> None:
+    read = (
+        p
+        | "MetadataParts" >> beam.Create(plan.read_parts)
+        | "SpreadMetadataParts" >> beam.Reshuffle()
+        | "ReadAndClean" >> beam.ParDo(ReadAndCleanFn(plan))
+    )
+    tagged = [read]
+    if plan.config.text.owner_duplicates != "keep" and not plan.source.prepared:
+        owners = (
+            _only(read, work.OWNER, "Owners")
+            | "GroupByOwner" >> beam.GroupByKey()
+            | "FinishOwners" >> beam.ParDo(FinishOwnersFn(plan))
+        )
+        tagged.append(owners)
+    if plan.with_images:
+        listed = (
+            p
+            | "ImageParts" >> beam.Create(plan.listing_parts)
+            | "SpreadImageParts" >> beam.Reshuffle()
+            | "ListImages" >> beam.ParDo(ListImagesFn(plan))
+        )
+        tagged.append(listed)
+    tagged.append(p | "Seeds" >> beam.Create(list(work.seeds(plan))))
+    units = tagged | "AllUnits" >> beam.Flatten()
+    written = (
+        _only(units, work.SHARD, "ToShards")
+        | "ByShard" >> beam.GroupByKey()
+        | "WriteShard" >> beam.ParDo(WriteShardFn(plan))
+    )
+    _ = (
+        (units, written)
+        | "AllTallies" >> beam.Flatten()
+        | "Tallies" >> beam.FlatMap(lambda tv: [(None, tv[1])] if tv[0] == work.TALLY else [])
+        | "Gather" >> beam.GroupByKey()
+        | "Finalize" >> beam.ParDo(FinalizeFn(plan))
+    )

@@ -1,0 +1,84 @@
+"""``text-release:<dir>``: a downloaded text release as a metadata source, to rebuild its image shards.
+
+A release (``imagenet-captions release``, fetched with ``imagenet-captions download``) holds one
+Parquet file of caption rows per shard of the publisher's build, ``captions/NNNNN.parquet``, and
+``manifest.json``. Its rows are used as they are: cleaned by the publisher, so the text stage does
+not run again (a newer cleaning must never change a rebuild). A part is one Parquet file, so the
+rows spread over the workers as they are read. The publisher's shard count and image options come
+from the manifest, and each row's ``image_sha256``/``image_size`` say which image bytes the
+publisher read: the shard writer refuses different bytes as ``image_differs``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from imagenet_captions import fsio
+from imagenet_captions.errors import UsageError
+from imagenet_captions.outcomes import RECORDS, Drop
+from imagenet_captions.schema import column_names
+
+MANIFEST = "manifest.json"
+#: Columns of a release row that the rebuild computes again from the user's image: not the record.
+IMAGE_COLUMNS = ("image_format", "image_mode", "width", "height", "jpg_width", "jpg_height", "jpg_bytes", "image_action")
+#: What the publisher read, checked against the user's image (carried to the writer as ``expect``).
+EXPECT_COLUMNS = ("image_sha256", "image_size")
+
+
+class TextReleaseSource:
+    """A release folder's caption Parquet files, one part each (see the module docstring)."""
+
+    prepared = True
+
+    def __init__(self, path: str):
+        self.path = path
+        manifest_path = fsio.join(path, MANIFEST)
+        if not fsio.isfile(manifest_path):
+            raise UsageError(f"{path} is not a text release: no {MANIFEST} (download one with imagenet-captions download)")
+        try:
+            self.manifest = json.loads(fsio.read_bytes(manifest_path))
+            self.num_shards = int(self.manifest["build"]["num_shards"])
+            self._files = [entry["parquet"]["path"] for _, entry in sorted(self.manifest["shards"].items())]
+        except (ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"{manifest_path} is not a release manifest: {type(e).__name__}: {e}") from None
+        self._count: int | None = None
+
+    def build_options(self) -> dict[str, Any]:
+        """The publisher's build options (image options included) from the manifest."""
+        return self.manifest["build"]["options"]
+
+    def count(self) -> int:
+        if self._count is None:
+            n = 0
+            for rel in self._files:
+                path = fsio.join(self.path, rel)
+                if not fsio.isfile(path):
+                    raise UsageError(f"the text release lacks {rel}: download it again (imagenet-captions download)")
+                try:
+                    n += pq.ParquetFile(fsio.open_read(path)).metadata.num_rows
+                except Exception as e:  # a damaged file is the user's input problem, named in one line
+                    raise UsageError(f"{rel} in the text release is not readable Parquet: {e}") from None
+            self._count = n
+        return self._count
+
+    def parts(self, n: int) -> list[str]:
+        return list(self._files)
+
+    def read(self, part: str) -> Iterator[dict[str, Any] | Drop]:
+        text_columns = [c for c in column_names() if c not in IMAGE_COLUMNS and c not in EXPECT_COLUMNS]
+        with fsio.open_read(fsio.join(self.path, part)) as f:
+            table = pq.read_table(f)
+        have = set(table.column_names)
+        missing = [c for c in ("key", "wnid", "label", "caption") if c not in have]
+        if missing:
+            for key in table.column("key").to_pylist() if "key" in have else []:
+                yield Drop(RECORDS, "malformed_record", key, f"{part} lacks columns {missing}")
+            return
+        for row in table.to_pylist():
+            record = {c: row.get(c) for c in text_columns if c in have}
+            record["expect"] = {c: row.get(c) for c in EXPECT_COLUMNS}
+            yield record
