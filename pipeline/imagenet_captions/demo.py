@@ -21,6 +21,7 @@ import shutil
 import time
 
 from imagenet_captions.build import BuildConfig, print_summary, run_build
+from imagenet_captions.errors import UsageError
 from imagenet_captions.sample import SampleSpec, sample_paths, write_sample
 from imagenet_captions.shards import layout
 
@@ -47,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, as one line, what would otherwise fail deep in the sample generator or the build."""
+    if args.per_class < 1:
+        raise UsageError(f"--per-class must be at least 1, not {args.per_class}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file, not a folder")
+
+
 def check_shards(shard_dir: str) -> tuple[int, int, str]:
     """Load the shards back with webdataset and pyarrow: (samples in tars, Parquet rows, one caption)."""
     import pyarrow.parquet as pq
@@ -65,6 +74,7 @@ def check_shards(shard_dir: str) -> tuple[int, int, str]:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
+    check_arguments(args)
     t0 = time.perf_counter()
     out = os.path.abspath(args.out)
     sample_dir, build_dir = os.path.join(out, "sample"), os.path.join(out, "build")

@@ -16,8 +16,8 @@ import argparse
 import json
 import logging
 import os
-from datetime import datetime, timezone
 
+from imagenet_captions.dates import parse_instant
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr.client import DEFAULT_ENDPOINT
 
@@ -75,16 +75,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_date(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"--as-of wants an ISO date like 2024-01-31 or 2024-01-31T12:00:00Z, not {text!r}"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+def check_paths(args: argparse.Namespace) -> None:
+    """Name the option of a path that cannot work before the harvest spends any quota on it."""
+    for option, path in (("--api-key-file", args.api_key_file), ("--diff", args.diff)):
+        if path is not None and not os.path.isfile(path):
+            raise UsageError(f"{option}: no such file: {path}")
+    out = os.path.abspath(args.out)  # the harvest makes this one
+    for option, path in (("--export", args.export), ("--diff-out", args.diff_out)):
+        folder = os.path.dirname(os.path.abspath(path)) if path is not None else None
+        if folder is not None and folder != out and not os.path.isdir(folder):
+            raise UsageError(f"{option}: the folder of {path} does not exist")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -95,9 +95,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
     if not (args.urls or args.export or args.diff):
         raise UsageError("nothing to do: give --urls to harvest, --export FILE or --diff RELEASE")
-    if args.qps <= 0:
-        raise UsageError("--qps must be positive")
-    as_of = parse_date(args.as_of)
+    as_of = parse_instant(args.as_of, "--as-of")
+    check_paths(args)
+    refresh = None if args.refresh is None else pipeline.parse_age(args.refresh)
     if args.urls:
         overrides = {
             "endpoint": args.endpoint,
@@ -114,7 +114,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             "progress_every": args.progress_every,
             "shared_limiter": args.shared_limiter,
         }
-        refresh = None if args.refresh is None else pipeline.parse_age(args.refresh)
         report = pipeline.run_harvest(
             args.urls, args.out, overrides, args.limit, refresh, extra, args.synsets
         )

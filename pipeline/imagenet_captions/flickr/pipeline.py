@@ -33,6 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.window import GlobalWindows
 
+from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr import service as service_mod
 from imagenet_captions.flickr import store
@@ -101,11 +102,9 @@ def _merge_counts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
     return out
 
 
-def _write_json(obj: dict, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+def _write_counts(obj: dict, path: str) -> None:
+    """The Beam step's output is this file (Map's argument order), written as every report is."""
+    fsio.write_json_atomic(path, obj)
 
 
 def build_pipeline(
@@ -177,7 +176,7 @@ def build_pipeline(
         counts
         | "AllCounts" >> beam.Flatten()
         | "Merge" >> beam.CombineGlobally(_merge_counts)
-        | "Write" >> beam.Map(_write_json, counts_path)
+        | "Write" >> beam.Map(_write_counts, counts_path)
     )
 
 
@@ -232,10 +231,14 @@ def run_harvest(
     ``synsets``: ``ilsvrc2012`` (ImageNet-1k's classes, the default), ``all``, or a file of wnids
     (one per line). Recovers a crashed run's journal first, so a rerun skips every photo with a
     stored answer."""
-    if not os.path.isfile(urls_path):
-        raise UsageError(f"URL list not found: {urls_path}")
+    rdir = store.responses_dir(out_dir)
+    overrides = dict(config_overrides or {})
+    # The options are checked before anything else, so a bad value is one clear line, not a late failure.
+    config = HarvestConfig(responses_dir=rdir, run_id=new_run_id(), **overrides)
     if limit is not None and limit < 0:
-        raise UsageError("--limit must not be negative")
+        raise UsageError(f"--limit must not be negative, not {limit}")
+    if not os.path.isfile(urls_path):
+        raise UsageError(f"--urls: URL list not found: {urls_path}")
     for arg in beam_args or []:
         if (
             arg.startswith("--runner") and "FnApi" not in arg and "Direct" not in arg
@@ -245,12 +248,9 @@ def run_harvest(
                 "no --runner, no multi_processing; see --shared-limiter for several processes"
             )
     wanted = synset_set(synsets)
-    overrides = dict(config_overrides or {})
-    load_api_keys(overrides.get("api_key_file"))  # fail early and clearly; the service reads them again
-    rdir = store.responses_dir(out_dir)
+    load_api_keys(config.api_key_file)  # fail early and clearly; the service reads them again
     os.makedirs(rdir, exist_ok=True)
     started = time.time()
-    config = HarvestConfig(responses_dir=rdir, run_id=new_run_id(), **overrides)
     fresh_after = None if refresh_age is None else started - refresh_age
     counts_path = os.path.join(out_dir, f".harvest-counts-{config.run_id}.json")
     with store.store_lock(rdir):
@@ -302,5 +302,5 @@ def run_harvest(
         "calls": None if svc is None else svc.call_stats(),
         "store": store.store_summary(rdir),
     }
-    _write_json(report, os.path.join(out_dir, REPORT))
+    fsio.write_json_atomic(os.path.join(out_dir, REPORT), report)
     return report

@@ -63,6 +63,54 @@ class HarvestConfig:
     #: Share each key's schedule with every worker through Redis at $FLICKR_REDIS_URL.
     shared_limiter: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse values that would hang or spin the service (a zero rate waits forever, a zero
+        progress interval busy-loops) here, once, before any key is read or any call made."""
+        for field, minimum, strict in _LIMITS:
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise UsageError(f"{_OPTION[field]} must be a number, not {value!r}")
+            if value < minimum or (strict and value == minimum):
+                bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
+                raise UsageError(f"{_OPTION[field]} must be {bound}, not {value!r}")
+        if self.max_delay < self.base_delay:
+            raise UsageError(
+                f"--backoff-max ({self.max_delay:g}) must not be below --backoff-base ({self.base_delay:g})"
+            )
+
+
+#: The command-line option of each config field, so an error names what the user typed.
+_OPTION = {
+    "qps": "--qps",
+    "burst": "--burst",
+    "concurrency": "--concurrency",
+    "timeout": "--timeout",
+    "max_attempts": "--max-attempts",
+    "base_delay": "--backoff-base",
+    "max_delay": "--backoff-max",
+    "fsync_every": "--fsync-every",
+    "fsync_interval": "--fsync-interval",
+    "rotate_every": "rotate_every",
+    "progress_every": "--progress-every",
+}
+
+#: (field, bound, bound excluded): counts start at 1; rates and intervals must be positive.
+_LIMITS = (
+    ("qps", 0, True),
+    ("burst", 1, False),
+    ("concurrency", 1, False),
+    ("timeout", 0, True),
+    ("max_attempts", 1, False),
+    ("base_delay", 0, False),
+    ("max_delay", 0, False),
+    ("fsync_every", 1, False),
+    ("fsync_interval", 0, True),
+    ("rotate_every", 1, False),
+    ("progress_every", 0, True),
+)
+
 
 def format_duration(seconds: float) -> str:
     """``3d 04:05:06`` / ``04:05:06``: an ETA a person reads."""

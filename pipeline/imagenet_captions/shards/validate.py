@@ -7,8 +7,12 @@ What it checks, without trusting any one file:
 - each tar matches its Parquet file row for row (same keys in the same order; label, caption and
   the .jpg size agree), and each ``.jpg`` is a whole JPEG (start and end markers; ``--decode``
   decodes every image too);
-- ``sizes.json``, ``manifest.json`` and ``report.json`` agree with what is on disk.
+- ``sizes.json``, ``manifest.json`` and ``report.json`` agree with what is on disk, every shard the
+  manifest plans (``num_shards``) exists, and no unfinished write (``*.tmp``) is left anywhere.
 Exit status 0 when all hold; 1 with the list of problems otherwise.
+
+Every file is read through :mod:`imagenet_captions.fsio`, never ``os``, so a build in an object
+store (``gs://``, ``s3://``) is validated where it lies, as a local one is.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from imagenet_captions import fsio
 from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
 from imagenet_captions.shards import layout
@@ -33,7 +37,7 @@ MAX_PROBLEMS_SHOWN = 50
 def _tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {ext: bytes}) in tar order; raises tarfile.TarError/OSError on a broken tar."""
     current, members = None, {}
-    with tarfile.open(path, "r:") as tf:
+    with fsio.open_read(path) as f, tarfile.open(fileobj=f, mode="r:") as tf:
         for m in tf:
             if not m.isfile():
                 raise tarfile.TarError(f"member {m.name!r} is not a regular file")
@@ -72,7 +76,7 @@ def _check_jpeg(data: bytes, decode: bool) -> str | None:
 
 def validate_shard(tar_path: str, parquet_path: str, decode: bool = False) -> tuple[list[str], list[str]]:
     """(keys in the tar, problems) for one shard and its Parquet file."""
-    name = os.path.basename(tar_path)
+    name = fsio.basename(tar_path)
     problems: list[str] = []
     keys: list[str] = []
     samples: list[tuple[str, dict[str, bytes]]] = []
@@ -92,12 +96,12 @@ def validate_shard(tar_path: str, parquet_path: str, decode: bool = False) -> tu
         bad = _check_jpeg(members["jpg"], decode)
         if bad:
             problems.append(f"{name}: {key}.jpg {bad}")
-    if not os.path.exists(parquet_path):
-        return keys, [*problems, f"{name}: no Parquet file {os.path.basename(parquet_path)}"]
+    if not fsio.exists(parquet_path):
+        return keys, [*problems, f"{name}: no Parquet file {fsio.basename(parquet_path)}"]
     try:
-        rows = pq.read_table(parquet_path, columns=["key", "label", "caption", "jpg_bytes"]).to_pylist()
+        rows = _read_parquet(parquet_path, ["key", "label", "caption", "jpg_bytes"]).to_pylist()
     except Exception as e:
-        return keys, [*problems, f"{os.path.basename(parquet_path)}: unreadable Parquet: {e}"]
+        return keys, [*problems, f"{fsio.basename(parquet_path)}: unreadable Parquet: {e}"]
     if [r["key"] for r in rows] != keys:
         problems.append(
             f"{name}: Parquet rows ({len(rows)}) do not match the tar's samples ({len(keys)}) in order"
@@ -122,37 +126,61 @@ def validate_shard(tar_path: str, parquet_path: str, decode: bool = False) -> tu
     return keys, problems
 
 
+def _read_parquet(path: str, columns: list[str]) -> Any:
+    """A Parquet table read through fsio (pyarrow alone would not know a scheme Beam registered)."""
+    with fsio.open_read(path) as f:
+        return pq.read_table(f, columns=columns)
+
+
 def _load_json(path: str, problems: list[str]) -> Any:
+    if not fsio.isfile(path):
+        problems.append(f"missing {fsio.basename(path)}")
+        return None
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        problems.append(f"missing {os.path.basename(path)}")
-    except ValueError as e:
-        problems.append(f"{os.path.basename(path)} is not JSON: {e}")
+        return json.loads(fsio.read_bytes(path))
+    except ValueError as e:  # also bad UTF-8
+        problems.append(f"{fsio.basename(path)} is not JSON: {e}")
     return None
+
+
+def _planned_shards(manifest: Any, names: list[str], text_only: bool) -> list[str]:
+    """Problems for each shard the manifest plans whose files are not there: a gap in the numbering
+    breaks the ``{00000..N}.tar`` pattern loaders use, and no other check would notice it."""
+    num_shards = manifest.get("num_shards") if isinstance(manifest, dict) else None
+    if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 0:
+        return [f"manifest.json: num_shards is {num_shards!r}, not a shard count"]
+    present = set(names)
+    suffixes = ("parquet",) if text_only else ("tar", "parquet")
+    missing = [
+        f"{layout.shard_stem(i)}.{suffix}"
+        for i in range(num_shards)
+        for suffix in suffixes
+        if f"{layout.shard_stem(i)}.{suffix}" not in present
+    ]
+    return [f"shard {m} is planned in manifest.json (num_shards {num_shards}) but missing" for m in missing]
 
 
 def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list[str]]:
     """(summary, problems) for a build output directory (shards, or a text-only captions table)."""
-    shard_dir = os.path.join(out, layout.SHARD_DIR)
-    text_only = not os.path.isdir(shard_dir)
+    shard_dir = fsio.join(out, layout.SHARD_DIR)
+    text_only = not fsio.isdir(shard_dir)
     if text_only:
-        shard_dir = os.path.join(out, layout.CAPTIONS_DIR)
-    if not os.path.isdir(shard_dir):
+        shard_dir = fsio.join(out, layout.CAPTIONS_DIR)
+    if not fsio.isdir(shard_dir):
         raise UsageError(
             f"{out} holds no {layout.SHARD_DIR}/ or {layout.CAPTIONS_DIR}/ folder: not a build output"
         )
     problems: list[str] = []
-    names = sorted(os.listdir(shard_dir))
-    leftovers = [n for n in names if n.endswith(".tmp")]
+    names = fsio.listdir(shard_dir)
+    leftovers = [n for n in fsio.walk_files(shard_dir) if fsio.is_temp(n)]
     problems += [f"unfinished file left behind: {n}" for n in leftovers]
+    names = [n for n in names if not fsio.is_temp(n)]
     counts: dict[str, int] = {}
     seen: dict[str, str] = {}
     if text_only:
         for n in (n for n in names if n.endswith(".parquet")):
             try:
-                keys = pq.read_table(os.path.join(shard_dir, n), columns=["key"]).column("key").to_pylist()
+                keys = _read_parquet(fsio.join(shard_dir, n), ["key"]).column("key").to_pylist()
             except Exception as e:
                 problems.append(f"{n}: unreadable Parquet: {e}")
                 continue
@@ -164,21 +192,22 @@ def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list
         problems += [f"{o}.parquet has no tar" for o in sorted(orphans)]
         for n in tars:
             keys, shard_problems = validate_shard(
-                os.path.join(shard_dir, n), os.path.join(shard_dir, n[:-4] + ".parquet"), decode
+                fsio.join(shard_dir, n), fsio.join(shard_dir, n[:-4] + ".parquet"), decode
             )
             counts[n] = len(keys)
             problems += shard_problems
             problems += _duplicates(keys, n, seen)
-    sizes = _load_json(os.path.join(shard_dir, layout.SIZES_FILE), problems)
+    sizes = _load_json(fsio.join(shard_dir, layout.SIZES_FILE), problems)
     if sizes is not None and sizes != counts:
         problems.append(f"sizes.json {sizes} does not match the shards on disk {counts}")
-    manifest = _load_json(os.path.join(shard_dir, layout.MANIFEST_FILE), problems)
+    manifest = _load_json(fsio.join(shard_dir, layout.MANIFEST_FILE), problems)
     if manifest is not None:
+        problems += _planned_shards(manifest, names, text_only)
         listed = sorted(f for e in manifest.get("shards", {}).values() for f in e["files"])
         on_disk = sorted(n for n in names if n.endswith((".tar", ".parquet")))
         if listed != on_disk:
             problems.append(f"manifest.json lists {len(listed)} shard files, {len(on_disk)} are on disk")
-    rep = _load_json(os.path.join(out, layout.REPORT_FILE), problems)
+    rep = _load_json(fsio.join(out, layout.REPORT_FILE), problems)
     total = sum(counts.values())
     if rep is not None:
         if rep.get("written") != total:
