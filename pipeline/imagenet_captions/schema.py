@@ -23,6 +23,7 @@ _TYPES = {
     "int32": pa.int32(),
     "int64": pa.int64(),
     "float32": pa.float32(),
+    "float64": pa.float64(),
     "list<string>": pa.list_(pa.string()),
 }
 

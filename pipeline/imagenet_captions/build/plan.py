@@ -93,9 +93,13 @@ def make_plan(config: BuildConfig, workers: int = 1) -> BuildPlan:
     """Check the inputs, count the metadata and plan the build (see the module docstring)."""
     started = time.time()
     if config.imagenet is not None and not fsio.exists(config.imagenet):
-        raise UsageError(f"ImageNet source not found: {config.imagenet}")
-    source = open_source(config.metadata, config.as_of)
-    input_records = source.count()
+        raise UsageError(f"--imagenet: ImageNet source not found: {config.imagenet}")
+    try:
+        source = open_source(config.metadata, config.as_of)
+        input_records = source.count()
+    except UsageError as e:
+        message = str(e)
+        raise UsageError(message if message.startswith("--") else f"--metadata: {message}") from None
     with_images = config.imagenet is not None
     shard_dir = fsio.join(config.out, layout.SHARD_DIR if with_images else layout.CAPTIONS_DIR)
     recorded, previous = incremental.recorded_shards(shard_dir)

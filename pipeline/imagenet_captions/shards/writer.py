@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
-import pyarrow.parquet as pq
 
 from imagenet_captions import fsio, schema
 from imagenet_captions.images import ImageError, ImageOptions, process_image
@@ -102,7 +101,8 @@ def to_json_bytes(obj: Any) -> bytes:
 
 
 def _commit(tmp: str, final: str) -> None:
-    """Rename a finished file into place, durably (as :func:`fsio.atomic_write` does)."""
+    """Rename a finished tar into place, durably, as :func:`fsio.atomic_write` does for the files it
+    writes (the tar is written by :class:`TarWriter` on a descriptor of its own, not a file object)."""
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -230,12 +230,32 @@ class Loaded(NamedTuple):
     message: str = ""
 
 
-def load_image(reader: ImageReader, ref: dict[str, Any] | None, options: ImageOptions) -> Loaded:
-    """Read and check (or re-encode, resize) one image; failures become a reason, never an exception."""
+def load_image(
+    reader: ImageReader,
+    ref: dict[str, Any] | None,
+    options: ImageOptions,
+    expect: dict[str, Any] | None = None,
+) -> Loaded:
+    """Read and check (or re-encode, resize) one image; failures become a reason, never an exception.
+
+    The info carries the sha256 and size of the source bytes as read (the image's identity in a
+    release). ``expect`` (a text-release rebuild) is what the publisher read: other bytes are
+    ``image_differs``, so a user's different copy of an image never passes for the publisher's."""
     if ref is None:
         return Loaded(None, None, "no_image")
     try:
-        return Loaded(*process_image(reader.read(ref), options))
+        data = reader.read(ref)
+        source = {"image_sha256": hashlib.sha256(data).hexdigest(), "image_size": len(data)}
+        if expect and expect.get("image_sha256") and expect["image_sha256"] != source["image_sha256"]:
+            return Loaded(
+                None,
+                None,
+                "image_differs",
+                f"sha256 {source['image_sha256'][:16]}.., {source['image_size']} bytes; the publisher's: "
+                f"{expect['image_sha256'][:16]}.., {expect.get('image_size')} bytes",
+            )
+        jpg, info = process_image(data, options)
+        return Loaded(jpg, {**info, **source})
     except ImageError as e:
         return Loaded(None, None, e.reason, e.message)
     except OSError as e:
@@ -306,7 +326,7 @@ def write_shard(
         with ImageReader() as reader, TarWriter(tmp) as tf:
 
             def load(sample: tuple[dict[str, Any], dict[str, Any] | None]) -> Loaded:
-                return load_image(reader, sample[1], image_options)
+                return load_image(reader, sample[1], image_options, sample[0].get("expect"))
 
             for (record, _), (jpg, info, reason, message) in zip(
                 samples, read_ahead(load, samples, threads), strict=True
@@ -316,6 +336,7 @@ def write_shard(
                     continue
                 key = record["key"]
                 row = {**record, **info}
+                row.pop("expect", None)
                 tf.add(f"{key}.jpg", jpg)
                 tf.add(f"{key}.txt", row["caption"].encode())
                 tf.add(f"{key}.json", to_json_bytes(row))
@@ -325,11 +346,9 @@ def write_shard(
         _commit(tmp, tar_path)
         result.files.append(f"{stem}.tar")
     else:
-        rows = [record for record, _ in samples]
+        rows = [{k: v for k, v in record.items() if k != "expect"} for record, _ in samples]
     parquet_path = os.path.join(out_dir, f"{stem}.parquet")
-    tmp = fsio.temp_path(parquet_path)
-    pq.write_table(schema.to_table(rows), tmp, compression="zstd")
-    _commit(tmp, parquet_path)
+    fsio.write_parquet_atomic(schema.to_table(rows), parquet_path, compression="zstd")
     result.files.append(f"{stem}.parquet")
     result.written = len(rows)
     return result
