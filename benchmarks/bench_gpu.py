@@ -23,7 +23,7 @@ goes (so a run cut short still leaves every figure it reached):
    shard sets (GPU decode, compiled, bf16, channels_last, fused AdamW), steady-state samples/s.
 4. ``open_clip`` (c): ``open_clip_train.main`` on the original shards with ``--precision amp_bf16
    --torchcompile --workers <cores-1>`` and the same batch size, steady-state samples/s.
-5. ``inference``: ``imagenet_captions.eval.bench.measure_inference`` when importable.
+5. ``inference``: ``imagenet_captions.testing.eval_bench.measure_inference`` when importable.
 
 Steady state: for our trainer, the samples between the third logged interval and the last, over
 their wall time (compile and warm-up excluded); for open_clip, the same over its log lines (sample
@@ -108,7 +108,7 @@ class Emitter:
 # Phase 0: shards
 # ---------------------------------------------------------------------------------------------------
 def _make_image(args: tuple[int, tuple[int, int], int]) -> tuple[bytes, bytes]:
-    from imagenet_captions.train.synthetic import photo_like_jpeg, resize_jpeg
+    from imagenet_captions.testing.synthetic import photo_like_jpeg, resize_jpeg
 
     seed, size, shorter = args
     data = photo_like_jpeg(seed, size)
@@ -122,7 +122,7 @@ def write_bench_shards(
     import random
 
     from imagenet_captions.classes import wnids
-    from imagenet_captions.train.synthetic import Sample, write_shards
+    from imagenet_captions.testing.synthetic import Sample, write_shards
 
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         pairs = list(pool.map(_make_image, [(i, size, shorter) for i in range(unique)], chunksize=8))
@@ -201,9 +201,9 @@ def child_compute(a: argparse.Namespace, emit: Emitter) -> None:
     """(a): the trainer's exact step on random tensors on the device: eager, then compiled."""
     import torch
 
-    from imagenet_captions.train.loop import Stepper, make_clip_loss, make_optimizer
     from imagenet_captions.train.models import build_model, model_config
     from imagenet_captions.train.presets import resolve
+    from imagenet_captions.train.step import Stepper, make_clip_loss, make_optimizer
 
     device = torch.device(a.device)
     cfg = model_config(a.model)
@@ -246,9 +246,9 @@ def child_compute(a: argparse.Namespace, emit: Emitter) -> None:
 
 def child_inference(a: argparse.Namespace, emit: Emitter) -> None:
     try:
-        from imagenet_captions.eval.bench import measure_inference
+        from imagenet_captions.testing.eval_bench import measure_inference
     except ImportError as e:
-        emit("inference", skipped=f"imagenet_captions.eval.bench.measure_inference not importable: {e}")
+        emit("inference", skipped=f"imagenet_captions.testing.eval_bench.measure_inference not importable: {e}")
         return
     kw = {"model_name": "resnet18", "image_size": 64, "workers": 1} if a.tiny else {}
     seconds = max(1.0, (a.deadline - time.time()) * 0.5)  # it runs three sub-phases of about this much in all

@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from imagenet_captions import classes
-from imagenet_captions.train.synthetic import photo_texture
+from imagenet_captions.testing.synthetic import photo_texture
 
 IMAGE_SIZE = (500, 375)
 GEN_QUALITY = 90

@@ -3,7 +3,7 @@
     python benchmarks/bench_text.py [--records 20000] [--baseline-records 2000] [--seed 0]
 
 1. Throughput on one core (this process is single-threaded) over records of the generated corpus
-   (``imagenet_captions.text.corpus``, a proportional sample of the full 448,896):
+   (``imagenet_captions.testing.corpus``, a proportional sample of the full 448,896):
    * baseline, per record: BeautifulSoup(html.parser).get_text() + ftfy.fix_text() on title, each
      tag and description, caption by spaces, langdetect.detect() on the caption;
    * ours, fast backend: TextStage with fastText lid.176.ftz, every per-record filter on (camera
@@ -32,9 +32,9 @@ from collections import Counter
 from pathlib import Path
 
 from imagenet_captions.sources.release import to_raw_record
+from imagenet_captions.testing.corpus import generate
 from imagenet_captions.text import TextOptions, TextStage
 from imagenet_captions.text.clean import fix_mojibake, remove_surrogates
-from imagenet_captions.text.corpus import generate
 from imagenet_captions.text.lang import FastTextBackend, LangdetectBackend
 
 LANG_SET = Path(__file__).parent / "data" / "lang_short_texts.tsv"

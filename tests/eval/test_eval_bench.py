@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_captions.errors import UsageError
-from imagenet_captions.eval.bench import measure_inference, write_test_jpegs
+from imagenet_captions.testing.eval_bench import measure_inference, write_test_jpegs
 
 
 def test_write_test_jpegs_are_imagenet_sized(tmp_path: Path) -> None:

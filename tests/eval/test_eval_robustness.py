@@ -195,7 +195,7 @@ def test_eval_never_imports_beam_and_robustness_needs_no_torch() -> None:
     code = (
         "import sys, imagenet_captions.eval.command, imagenet_captions.eval.robustness, imagenet_captions.eval.plot\n"
         "assert 'torch' not in sys.modules, 'torch'\n"
-        "import imagenet_captions.eval.evaluate, imagenet_captions.eval.bench\n"
+        "import imagenet_captions.eval.evaluate, imagenet_captions.testing.eval_bench\n"
         "assert not [m for m in sys.modules if m.startswith('apache_beam')], 'beam'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from imagenet_captions.images import ImageOptions, process_image
 from imagenet_captions.images import process as P
-from imagenet_captions.train.synthetic import photo_texture
+from imagenet_captions.testing.synthetic import photo_texture
 
 pytest.importorskip("cykooz_resizer")  # a core dependency; absent only where no wheel exists
 

@@ -6,7 +6,7 @@ import torch
 
 
 def rank_loss(rank: int, world: int, init_file: str, img: torch.Tensor, txt: torch.Tensor, out: str) -> None:
-    from imagenet_captions.train.loop import make_clip_loss
+    from imagenet_captions.train.step import make_clip_loss
 
     torch.distributed.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world

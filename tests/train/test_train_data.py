@@ -15,6 +15,7 @@ from PIL import Image
 from trainshards import make_shards
 
 from imagenet_captions.errors import UsageError
+from imagenet_captions.testing.synthetic import jpeg_bytes
 from imagenet_captions.train.data import (
     Augment,
     LoaderConfig,
@@ -25,7 +26,6 @@ from imagenet_captions.train.data import (
     resolve_shards,
     rrc_params,
 )
-from imagenet_captions.train.synthetic import jpeg_bytes
 
 CPU = torch.device("cpu")
 

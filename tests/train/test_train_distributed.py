@@ -15,7 +15,7 @@ from rank_loss_worker import rank_loss
 from trainshards import make_shards
 
 from imagenet_captions.train.checkpoint import read_checkpoint
-from imagenet_captions.train.loop import make_clip_loss
+from imagenet_captions.train.step import make_clip_loss
 
 
 @pytest.mark.slow

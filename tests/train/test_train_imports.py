@@ -13,7 +13,7 @@ def test_train_modules_import_without_beam():
     code = (
         "import sys\n"
         "import imagenet_captions.train.loop, imagenet_captions.train.command, imagenet_captions.train.data\n"
-        "import imagenet_captions.train.checkpoint, imagenet_captions.train.synthetic\n"
+        "import imagenet_captions.train.checkpoint, imagenet_captions.testing.synthetic\n"
         "from imagenet_captions import cli\n"
         "try:\n    cli.main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
         "assert 'apache_beam' not in sys.modules, 'beam was imported'\n"

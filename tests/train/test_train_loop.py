@@ -183,7 +183,7 @@ def test_preset_fills_options_and_explicit_wins(shards, tmp_path):
     o = options_from_args(
         p.parse_args(["--shards", str(shards), "--out", "x", "--preset", "clip-rn50-paper", "--lr", "5e-4"])
     )
-    assert o["model"] == "clip-rn50" and o["epochs"] == 32 and o["warmup_steps"] == 500
-    assert o["batch_size"] == 1024 and o["scale"] == (0.9, 1.0) and o["lr"] == 5e-4
+    assert o.model == "clip-rn50" and o.epochs == 32 and o.warmup_steps == 500
+    assert o.batch_size == 1024 and o.scale == (0.9, 1.0) and o.lr == 5e-4
     o = options_from_args(p.parse_args(["--shards", str(shards), "--out", "x", "--preset", "ce-rn50-paper"]))
-    assert o["optimizer"] == "sgd" and o["lr"] == 0.1 and o["batch_size"] == 256 and o["hflip"] is True
+    assert o.optimizer == "sgd" and o.lr == 0.1 and o.batch_size == 256 and o.hflip is True

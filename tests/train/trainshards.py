@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from imagenet_captions.classes import wnid_to_label
+from imagenet_captions.testing.synthetic import draw_shape, shape_classes, shape_samples, write_shards
 from imagenet_captions.train.checkpoint import LoadedModel
-from imagenet_captions.train.synthetic import draw_shape, shape_classes, shape_samples, write_shards
 
 N_CLASSES = 8
 

@@ -10,7 +10,11 @@ import torch, so ``eval robustness`` runs without a model or a GPU):
 - :mod:`~imagenet_captions.eval.robustness`: logit-space fits over the imagenet-testbed baselines and
   effective robustness (Taori et al., 2020).
 - :mod:`~imagenet_captions.eval.plot`: the accuracy-on-shift vs ImageNet-accuracy figure.
+- :mod:`~imagenet_captions.eval.options`: ``EvalOptions`` and ``RobustnessOptions``, every value
+  (paths included) checked before any work starts.
 - :mod:`~imagenet_captions.eval.command`: ``imagenet-captions eval`` and ``eval robustness``.
+
+The inference benchmark is ``imagenet_captions.testing.eval_bench``: nothing at run time needs it.
 """
 
 #: Output keys of ``imagenet-captions eval``, in report order.

@@ -3,6 +3,10 @@
 ``eval robustness`` is a sub-subcommand: ``eval`` itself takes a model and data, and an optional
 ``robustness`` action takes an accuracies file instead. Neither imports Beam, and ``robustness``
 does not import torch either, so it runs wherever numpy and matplotlib do.
+
+argparse only collects the values (no ``type=``, no ``choices=``); ``EvalOptions`` and
+``RobustnessOptions`` convert and check every one before any work starts, so a bad value is one
+line naming the option and exit status 2.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import math
 import os
 from pathlib import Path
 
+from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.eval import DATASETS
+from imagenet_captions.eval.options import BASELINES, EvalOptions, RobustnessOptions, parse_paths
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--datasets",
         nargs="+",
-        choices=DATASETS,
         metavar="NAME",
         help=f"which to score (default: all found under --data-root): {', '.join(DATASETS)}",
     )
@@ -47,13 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where one dataset is, overriding the default location under --data-root (repeatable)",
     )
     parser.add_argument("--imagenet-labels", help="labels file for a flat ImageNet val folder")
-    parser.add_argument("--out", default="eval_accuracies.json", help="accuracies JSON to write")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument(
-        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="file-reading workers"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N images of each set")
+    parser.add_argument("--out", help="accuracies JSON to write (default eval_accuracies.json)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--batch-size", help="images per batch (default 256)")
+    parser.add_argument("--workers", help="file-reading workers (default: the cores, at most 8)")
+    parser.add_argument("--limit", help="score only the first N images of each set")
     sub = parser.add_subparsers(dest="action", metavar="[robustness]")
     rob = sub.add_parser(
         "robustness",
@@ -66,26 +69,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rob.add_argument(
         "--baseline",
         default="standard",
-        choices=("standard", "with-low-accuracy"),
+        metavar="{" + ",".join(BASELINES) + "}",
         help="which line 'effective_robustness' uses (both are always reported)",
     )
     rob.add_argument("--label", default=None, help="the model's name in the plot")
 
 
 def _write_json(path: str, obj) -> None:
-    """Whole file or nothing: write to a temporary name, then rename."""
+    """Whole file or nothing (the project's one writer); a missing folder is the user's mistake."""
     target = Path(path)
     if target.parent and not target.parent.exists():
         raise UsageError(f"output folder {target.parent} does not exist")
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
-    os.replace(tmp, target)
+    fsio.write_json_atomic(path, obj)
 
 
 def load_accuracies(path: str) -> dict[str, float]:
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"accuracies file not found: {path}")
+        raise UsageError(f"--accuracies: accuracies file not found: {path}")
     try:
         raw = json.loads(p.read_text())
     except json.JSONDecodeError as e:
@@ -106,56 +107,67 @@ def load_accuracies(path: str) -> dict[str, float]:
 def run_robustness(args: argparse.Namespace) -> int:
     from imagenet_captions.eval.robustness import effective_robustness
 
-    accuracies = load_accuracies(args.accuracies)
-    result = effective_robustness(accuracies, primary=args.baseline)
+    o = RobustnessOptions(
+        accuracies=args.accuracies, out=args.out, plot=args.plot, baseline=args.baseline, label=args.label
+    )
+    accuracies = load_accuracies(o.accuracies)
+    result = effective_robustness(accuracies, primary=o.baseline)
     for note in result["notes"]:
         log.info("%s", note)
     for warning in result["warnings"]:
         log.warning("%s", warning)
-    if args.out:
-        _write_json(args.out, result)
+    if o.out:
+        _write_json(o.out, result)
     else:
         print(json.dumps(result, indent=2))
-    if args.plot:
+    if o.plot:
         from imagenet_captions.eval.plot import plot_robustness
 
-        plot_robustness(result, args.plot, args.label or Path(args.accuracies).stem)
-        log.info("plot written to %s", args.plot)
+        plot_robustness(result, o.plot, o.label or Path(o.accuracies).stem)
+        log.info("plot written to %s", o.plot)
     return 0
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def eval_options(args: argparse.Namespace) -> EvalOptions:
+    """The checked options of ``eval``: argparse's strings, converted and validated once."""
     if not args.checkpoint or not args.data_root:
         raise UsageError("eval needs --checkpoint and --data-root (or the 'robustness' action)")
-    if not Path(args.data_root).is_dir():
-        raise UsageError(f"--data-root {args.data_root} is not a directory")
-    overrides = {}
-    for item in args.path:
-        name, sep, folder = item.partition("=")
-        if not sep or name not in DATASETS:
-            raise UsageError(f"--path wants NAME=DIR with NAME one of {', '.join(DATASETS)}, got {item!r}")
-        overrides[name] = folder
+    given = {
+        "open_clip_model": args.open_clip_model,
+        "datasets": tuple(args.datasets) if args.datasets is not None else None,
+        "imagenet_labels": args.imagenet_labels,
+        "out": args.out,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "limit": args.limit,
+    }
+    return EvalOptions(
+        checkpoint=args.checkpoint,
+        data_root=args.data_root,
+        paths=parse_paths(args.path),
+        **{k: v for k, v in given.items() if v is not None},
+    )
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    o = eval_options(args)
     import torch
 
     from imagenet_captions.eval.evaluate import evaluate
     from imagenet_captions.train.checkpoint import load_for_inference
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = load_for_inference(args.checkpoint, device, model_name=args.open_clip_model)
+    device = o.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}, but no CUDA device is available")
+    loaded = load_for_inference(o.checkpoint, device, model_name=o.open_clip_model)
     result = evaluate(
-        loaded,
-        args.data_root,
-        args.datasets,
-        overrides,
-        args.imagenet_labels,
-        args.batch_size,
-        args.workers,
-        args.limit,
+        loaded, o.data_root, o.datasets, o.paths, o.imagenet_labels, o.batch_size, o.workers, o.limit
     )
-    result["details"]["checkpoint"] = os.path.basename(str(args.checkpoint))
+    result["details"]["checkpoint"] = os.path.basename(o.checkpoint)
     result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
-    _write_json(args.out, result)
-    log.info("accuracies written to %s", args.out)
+    _write_json(o.out, result)
+    log.info("accuracies written to %s", o.out)
     return 0
 
 

@@ -76,14 +76,14 @@ def resolve_shards(spec: str, num_samples: int | None = None) -> ShardSpec:
             p = p / "shards"
         urls = sorted(str(x) for x in p.glob("*.tar"))
         if not urls:
-            raise UsageError(f"no .tar shards in {spec}")
+            raise UsageError(f"--shards: no .tar shards in {spec}")
     else:
         urls = []
         for u in expand_urls(spec):
             urls.extend(sorted(glob.glob(u)) if any(c in u for c in "*?[") else [u])
         missing = [u for u in urls if not os.path.isfile(u)]
         if not urls or missing:
-            raise UsageError(f"shard not found: {missing[0] if missing else spec}")
+            raise UsageError(f"--shards: shard not found: {missing[0] if missing else spec}")
     sizes_path = Path(urls[0]).parent / "sizes.json"
     sizes = None
     if sizes_path.is_file():
@@ -97,7 +97,7 @@ def resolve_shards(spec: str, num_samples: int | None = None) -> ShardSpec:
             raise UsageError(f"no sizes.json beside {urls[0]}; pass --train-num-samples")
         num_samples = sum(sizes.values())
     if num_samples <= 0:
-        raise UsageError("the shards hold no samples")
+        raise UsageError("--shards: the shards hold no samples")
     return ShardSpec(urls=urls, sizes=sizes, num_samples=int(num_samples))
 
 
@@ -477,7 +477,8 @@ class ShardLoader:
         global_batch = cfg.batch_size * world
         if spec.num_samples < global_batch:
             raise UsageError(
-                f"{spec.num_samples} samples per epoch is less than one global batch ({global_batch})"
+                f"--batch-size: {spec.num_samples} samples per epoch is less than one global batch "
+                f"({global_batch})"
             )
         self.spec, self.cfg, self.device, self.rank, self.world = spec, cfg, device, rank, world
         self.steps_per_epoch = spec.num_samples // global_batch

@@ -1,15 +1,18 @@
 """Inference throughput: RN50 at 224 px from a folder of JPEGs, decoded on the GPU when there is one.
 
-``measure_inference`` is what ``benchmarks/bench_gpu.py`` calls for the eval number (issue 7's
-target: at least 10,000 images/s on an H200 for ImageNet-sized JPEGs). It runs the same pipeline as
+``measure_inference`` is what ``benchmarks/bench_gpu.py`` calls for the eval number (the target
+and the figures are in docs/eval.md, "Throughput benchmark"). It runs the same pipeline as
 ``imagenet-captions eval`` (file reading in DataLoader workers, batched ``decode_jpeg`` on the GPU,
 resize/crop/normalise on the GPU, bf16 autocast, channels-last), and also times the model alone on
 a resident batch and the decode+preprocess alone, so a shortfall can be attributed.
 
+It lives in ``imagenet_captions.testing`` because nothing at run time needs it: it generates its
+own JPEGs and measures; ``eval`` never imports it.
+
 Run by hand::
 
-    python -m imagenet_captions.eval.bench --make-jpegs 2000 --folder /tmp/jpegs   # synthetic 500x375
-    python -m imagenet_captions.eval.bench --folder /tmp/jpegs --device cuda --batch-size 256 --seconds 20
+    python -m imagenet_captions.testing.eval_bench --make-jpegs 2000 --folder /tmp/jpegs   # synthetic 500x375
+    python -m imagenet_captions.testing.eval_bench --folder /tmp/jpegs --device cuda --batch-size 256 --seconds 20
 """
 
 from __future__ import annotations

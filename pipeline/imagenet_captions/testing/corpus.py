@@ -1,13 +1,13 @@
 """A deterministic generator of release-format records at the real scale and shape.
 
-``python -m imagenet_captions.text.corpus --out corpus.json [--records N] [--seed S]``
+``python -m imagenet_captions.testing.corpus --out corpus.json [--records N] [--seed S]``
 
 The official ``imagenet_captions.json`` is not available here, so the text stage is measured on a
 stand-in with the release's *counts* and Flickr's known *messiness*:
 
 * **Counts (exact).** 448,896 records over 999 classes, each class with exactly its count in the
-  release (``data/class_frequency_incaps_imagenet_ori.txt``, from Wen et al. 2024, see
-  ``data/SOURCES.md``); per class exactly the release's number of non-empty titles, tags and
+  release (``imagenet_captions/text/data/class_frequency_incaps_imagenet_ori.txt``, from Wen et al.
+  2024, see ``text/data/SOURCES.md``); per class exactly the release's number of non-empty titles, tags and
   descriptions (the ``title_only``/``tags_only``/``description_only`` files; totals 443,012 /
   408,671 / 267,848). Where a class's pairwise counts (``no_title``: tags or description, ...) are
   consistent, the overlaps of the three fields match them too; for the ~100 classes where they are
@@ -28,9 +28,9 @@ stand-in with the release's *counts* and Flickr's known *messiness*:
   "© 2009 All rights reserved"), 1.5% of non-ASCII descriptions as mojibake (UTF-8 read as
   cp1252), 0.5% zero-width spaces, 0.05% NUL bytes, 0.01% lone surrogates; 10% of owners paste one
   description on every photo they describe (half of those vary it slightly: near-duplicates).
-* **Lengths** (characters of non-empty fields after cleaning, measured on the full corpus, table in
-  ``docs/text.md``): titles p50 20, p95 35, p99 42; descriptions p50 64, p95 301, p99 690, with
-  0.01% of 5-15 kB; tags per record (of records with tags) p50 6, p95 25, max 43.
+* **Lengths:** short titles, descriptions with a long tail (0.01% of 5-15 kB), a few to a few
+  dozen tags per record; the percentiles they come out at after cleaning are measured on the full
+  corpus and tabled in ``docs/text.md`` ("The full-scale corpus").
 
 Same ``--seed`` and ``--records``: byte-identical output. Records are written as they are made
 (one class at a time), so memory stays flat.
@@ -483,7 +483,7 @@ def write_corpus(out: TextIO, records: int | None = None, seed: int = 0) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m imagenet_captions.text.corpus", description=__doc__.splitlines()[0]
+        prog="python -m imagenet_captions.testing.corpus", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--out", required=True, type=Path, help="output JSON file ('-' for stdout)")
     ap.add_argument(
