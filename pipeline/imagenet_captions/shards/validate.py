@@ -227,13 +227,52 @@ def _duplicates(keys: list[str], shard: str, seen: dict[str, str]) -> list[str]:
     return problems
 
 
+def compare_with_release(out: str, manifest: dict[str, Any]) -> tuple[int, list[str]]:
+    """``(shards equal to the publisher's, problems)``: each shard's tar and Parquet file of the build
+    ``out`` against the sha256 and size the release manifest records for the publisher's build.
+
+    What proves a rebuild from a text release equal to the publisher's, file by file, without the
+    publisher's tars: equal hashes mean byte-identical shards."""
+    shard_dir = fsio.join(out, layout.SHARD_DIR)
+    equal, problems = 0, []
+    for stem, entry in sorted(manifest["shards"].items()):
+        files = [("parquet", f"{stem}.parquet", entry["parquet"])]
+        if entry.get("tar"):
+            files.insert(0, ("tar", f"{stem}.tar", entry["tar"]))
+        differs = []
+        for _, name, want in files:
+            path = fsio.join(shard_dir, name)
+            if not fsio.isfile(path):
+                differs.append(f"{name} is missing")
+                continue
+            sha, size = fsio.sha256_file(path)
+            if (sha, size) != (want["sha256"], want["size"]):
+                differs.append(f"{name} differs ({size} bytes, the publisher's {want['size']})")
+        if differs:
+            problems.append(f"shard {stem} is not the publisher's: {'; '.join(differs)}")
+        else:
+            equal += 1
+    return equal, problems
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="a build output directory (the --out of build)")
     parser.add_argument("--decode", action="store_true", help="also decode every image (slow)")
+    parser.add_argument(
+        "--against",
+        metavar="MANIFEST",
+        help="a release's manifest.json (or its folder): say of each shard whether it equals the publisher's",
+    )
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     summary, problems = validate_build(args.out, args.decode)
+    if args.against:
+        from imagenet_captions.release.manifest import read_manifest
+
+        equal, differ = compare_with_release(args.out, read_manifest(args.against))
+        print(f"{equal} of {equal + len(differ)} shards equal to the publisher's ({args.against})")
+        problems += differ
     for p in problems[:MAX_PROBLEMS_SHOWN]:
         print(f"PROBLEM {p}")
     if len(problems) > MAX_PROBLEMS_SHOWN:

@@ -11,7 +11,7 @@ publisher read: the shard writer refuses different bytes as ``image_differs``.
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +21,7 @@ from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.outcomes import RECORDS, Drop
 from imagenet_captions.schema import column_names
+from imagenet_captions.shards import layout
 
 MANIFEST = "manifest.json"
 #: Columns of a release row that the rebuild computes again from the user's image: not the record.
@@ -35,16 +36,17 @@ class TextReleaseSource:
     prepared = True
 
     def __init__(self, path: str):
+        from imagenet_captions.release.manifest import read_manifest
+
         self.path = path
-        manifest_path = fsio.join(path, MANIFEST)
-        if not fsio.isfile(manifest_path):
+        if not os.path.isfile(os.path.join(path, MANIFEST)):
             raise UsageError(f"{path} is not a text release: no {MANIFEST} (download one with imagenet-captions download)")
+        self.manifest = read_manifest(path)
         try:
-            self.manifest = json.loads(fsio.read_bytes(manifest_path))
             self.num_shards = int(self.manifest["build"]["num_shards"])
-            self._files = [entry["parquet"]["path"] for _, entry in sorted(self.manifest["shards"].items())]
+            self._files = {stem: entry["parquet"]["path"] for stem, entry in sorted(self.manifest["shards"].items())}
         except (ValueError, KeyError, TypeError) as e:
-            raise UsageError(f"{manifest_path} is not a release manifest: {type(e).__name__}: {e}") from None
+            raise UsageError(f"{path}/{MANIFEST} is not a release manifest: {type(e).__name__}: {e}") from None
         self._count: int | None = None
 
     def build_options(self) -> dict[str, Any]:
@@ -54,7 +56,7 @@ class TextReleaseSource:
     def count(self) -> int:
         if self._count is None:
             n = 0
-            for rel in self._files:
+            for rel in self._files.values():
                 path = fsio.join(self.path, rel)
                 if not fsio.isfile(path):
                     raise UsageError(f"the text release lacks {rel}: download it again (imagenet-captions download)")
@@ -65,10 +67,13 @@ class TextReleaseSource:
             self._count = n
         return self._count
 
-    def parts(self, n: int) -> list[str]:
-        return list(self._files)
+    def parts(self, n: int) -> list[tuple[str, str]]:
+        return list(self._files.items())
 
-    def read(self, part: str) -> Iterator[dict[str, Any] | Drop]:
+    def read(self, part: tuple[str, str]) -> Iterator[dict[str, Any] | Drop]:
+        """The rows of one shard's file; a row that the publisher's shard count would not put in
+        this shard is ``malformed_record`` (a release whose files were mixed up)."""
+        stem, part = part
         text_columns = [c for c in column_names() if c not in IMAGE_COLUMNS and c not in EXPECT_COLUMNS]
         with fsio.open_read(fsio.join(self.path, part)) as f:
             table = pq.read_table(f)
@@ -79,6 +84,9 @@ class TextReleaseSource:
                 yield Drop(RECORDS, "malformed_record", key, f"{part} lacks columns {missing}")
             return
         for row in table.to_pylist():
+            if layout.shard_of(row["key"], self.num_shards) != int(stem):
+                yield Drop(RECORDS, "malformed_record", row["key"], f"in {part}, not in its shard")
+                continue
             record = {c: row.get(c) for c in text_columns if c in have}
             record["expect"] = {c: row.get(c) for c in EXPECT_COLUMNS}
             yield record
