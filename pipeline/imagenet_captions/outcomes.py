@@ -98,13 +98,6 @@ _CATALOGUE = (
 REASONS: dict[str, Reason] = {r.name: r for r in _CATALOGUE}
 
 
-def reason(name: str) -> str:
-    """``name``, checked against the catalogue (for reasons made from data, such as a Flickr status)."""
-    if name not in REASONS:
-        raise KeyError(f"reason {name!r} is not in imagenet_captions.outcomes.REASONS")
-    return name
-
-
 @dataclass
 class Tally:
     """Counts of one unit of work (or of the whole build, once merged): entries read per input,
