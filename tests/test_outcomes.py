@@ -7,7 +7,7 @@ from pathlib import Path
 
 from imagenet_captions import outcomes
 from imagenet_captions.flickr.store import STATUSES
-from imagenet_captions.outcomes import IMAGES, RECORDS, REASONS, Drop, Tally
+from imagenet_captions.outcomes import IMAGES, REASONS, RECORDS, Drop, Tally
 
 PACKAGE = Path(outcomes.__file__).resolve().parent
 
