@@ -1,4 +1,4 @@
-"""Train CLIP-RN50 from the shards as fast as the GPU allows? Issue 6's "Measure on a GPU", one run.
+"""Train CLIP-RN50 from the shards as fast as the GPU allows? The training and eval speed figures on a GPU, in one run.
 
 Device command (repo root; ``.whl/`` holds the wheels listed in ``benchmarks/gpu_wheels.txt``,
 downloaded here by ``pip download --no-deps --only-binary=:all: --python-version 3.12 -r

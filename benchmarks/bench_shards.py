@@ -1,4 +1,4 @@
-"""Shards at disk speed? Measures issue 5's figures on generated ImageNet-shaped data, in one run.
+"""Shards at disk speed? Measures the shard stage against tar and img2dataset on generated ImageNet-shaped data, in one run.
 
 What it measures (every figure against a baseline measured in the same process, on the same files):
 

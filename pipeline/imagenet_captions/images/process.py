@@ -3,10 +3,11 @@
 ImageNet's training set is ~1.28M JPEGs, almost all baseline RGB, which are stored as they are: their
 original bytes. By default they are checked the cheap way (``verify="header"``): the markers up to the
 first scan are parsed (size, components; the decompression-bomb bound) and the file must end with the
-end-of-image marker, which catches truncated and empty files. That costs ~10 us an image, against
-~1.5-2 ms for a reduced-size decode (``"draft"``: libjpeg's DCT scaling still entropy-decodes every
-byte, so it costs nearly a full decode) or a full decode (``"full"``), which also catch corrupt
-entropy-coded data; a shard stage meant to run at disk speed cannot afford a decode per image.
+end-of-image marker, which catches truncated and empty files, at a small fraction of the cost of a
+reduced-size decode (``"draft"``: libjpeg's DCT scaling still entropy-decodes every byte, so it costs
+nearly a full decode) or a full decode (``"full"``), which also catch corrupt entropy-coded data; a
+shard stage meant to run at disk speed cannot afford a decode per image (docs/shards.md has the
+measured costs).
 The odd ones are re-encoded to RGB JPEG so every ``.jpg`` member decodes on any JPEG decoder (GPU
 decoders included): CMYK JPEGs (22 in the train set), a PNG named ``.JPEG``, and any other format or
 mode. ``resize`` makes training-ready shards (shorter side, draft then a high-quality filter, fixed
@@ -44,12 +45,11 @@ class _FastResizer:
     """The resize filters of fast_image_resize (Rust, SIMD: AVX2/SSE4.1/NEON picked at run time) through
     ``cykooz-resizer``, on Pillow images.
 
-    Why not Pillow's ``Image.resize``: it has no SIMD, so at 500x375 -> 341x256 its LANCZOS costs more
-    than the JPEG decode (~4.7 ms against ~1.8 ms) and the resize misses issue 5's 1.3x img2dataset
-    (OpenCV's SIMD INTER_AREA). fast_image_resize's convolution is the same kind of separable,
-    antialiased filter at 1/3-1/5 of the cost, and its output is ~54 dB from Pillow's for the same
-    filter (the same PSNR against a float reference, within 0.02 dB). With it ``--resize 256`` is at
-    1.32-1.39x img2dataset per core with lanczos (docs/shards.md). One ``Resizer`` serves the
+    Why not Pillow's ``Image.resize``: it has no SIMD, so at ImageNet's sizes its LANCZOS costs more
+    than the JPEG decode, and the resize falls behind img2dataset (OpenCV's SIMD INTER_AREA).
+    fast_image_resize's convolution is the same kind of separable, antialiased filter at a fraction
+    of the cost, and its output matches Pillow's closely for the same filter (docs/shards.md has the
+    speeds against img2dataset and the PSNR figures). One ``Resizer`` serves the
     process: it is single-threaded (no thread pool given) and safe to share between threads (tested).
     """
 
@@ -243,8 +243,9 @@ _OTHER_SOF = frozenset(range(0xC3, 0xD0)) - {0xC4, 0xC8, 0xCC}
 def jpeg_header(data: bytes) -> tuple[str, int, int] | None:
     """``(mode, width, height)`` of a plain 8-bit greyscale or 3-component JPEG, read from its markers.
 
-    Why: Pillow's ``Image.open`` costs ~50 us an image in Python marker handling, as much as copying
-    the file; this walks the segment lengths up to the first scan in ~5 us. It answers only for the
+    Why: Pillow's ``Image.open`` spends as long in Python marker handling as copying the file takes;
+    this walks the segment lengths up to the first scan in a tenth of that (docs/shards.md). It
+    answers only for the
     common case and returns None for anything unusual (other frame types, CMYK, an MPO's MPF marker,
     a malformed or truncated header, no frame before the scan), so Pillow still decides every odd
     file and the outcome is the same as Pillow's for the files it answers for (the tests compare).

