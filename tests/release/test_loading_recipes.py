@@ -1,7 +1,9 @@
-"""The loading recipes of docs/release.md, run exactly as written over a release of the sample build.
+"""The loading recipes of README.md, run exactly as written over a downloaded release of the sample build.
 
-Each recipe ends with ``keys`` and ``captions``; they must be the build's own, whichever way the
-release is read (pyarrow, 🤗 datasets from the files or through the card's configs, webdataset).
+The releases are served by a loopback static host and fetched with ``imagenet-captions download``, as
+a user gets them. Each recipe ends with ``keys`` and ``captions``; they must be the build's own,
+whichever way the release is read (pyarrow, 🤗 datasets from the files or through the card's
+configs, webdataset).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "release.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 RECIPE_RE = re.compile(r"<!-- recipe: ([\w-]+) -->\n```python\n(.*?)```", re.S)
 
 
@@ -30,12 +32,32 @@ def _build_captions(build: Path) -> dict[str, str]:
 def _run(recipe: str, release: Path) -> dict[str, str]:
     scope: dict = {}
     exec(
-        compile(_recipes()[recipe].replace("<release>", str(release)), f"docs/release.md:{recipe}", "exec"),
+        compile(_recipes()[recipe].replace("<release>", str(release)), f"README.md:{recipe}", "exec"),
         scope,
     )
     keys, captions = list(scope["keys"]), list(scope["captions"])
     assert len(set(keys)) == len(keys)
     return dict(zip(keys, captions, strict=True))
+
+
+def _download(release: Path, out: Path) -> Path:
+    from imagenet_captions.cli import main
+    from imagenet_captions.testing.static_host import StaticHost
+
+    with StaticHost(release) as host:
+        assert main(["download", host.url.rstrip("/") + "/manifest.json", "--out", str(out)]) == 0
+    assert (out / "manifest.json").read_bytes() == (release / "manifest.json").read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_download(text_release, tmp_path_factory) -> Path:
+    return _download(text_release, tmp_path_factory.mktemp("downloaded") / "text")
+
+
+@pytest.fixture(scope="module")
+def image_download(image_release, tmp_path_factory) -> Path:
+    return _download(image_release, tmp_path_factory.mktemp("downloaded") / "images")
 
 
 @pytest.fixture
@@ -59,19 +81,19 @@ def test_the_doc_has_every_recipe():
     }
 
 
-def test_pyarrow_recipe(text_release, text_build):
-    assert _run("pyarrow", text_release) == _build_captions(text_build)
+def test_pyarrow_recipe(text_download, text_build):
+    assert _run("pyarrow", text_download) == _build_captions(text_build)
 
 
-def test_datasets_recipes(image_release, image_build, hf_cache):
+def test_datasets_recipes(image_download, image_build, hf_cache):
     expected = _build_captions(image_build)
-    assert _run("datasets-parquet", image_release) == expected
+    assert _run("datasets-parquet", image_download) == expected
     # The card's config reads the Parquet files, with the tars beside them.
-    assert _run("datasets-card", image_release) == expected
+    assert _run("datasets-card", image_download) == expected
 
 
-def test_datasets_webdataset_recipe(image_release, image_build, hf_cache):
-    assert _run("datasets-webdataset", image_release) == _build_captions(image_build)
+def test_datasets_webdataset_recipe(image_download, image_build, hf_cache):
+    assert _run("datasets-webdataset", image_download) == _build_captions(image_build)
 
 
 def test_a_config_of_tars_beside_the_parquet_one_would_not_load(image_release, tmp_path, hf_cache):
@@ -94,8 +116,8 @@ def test_a_config_of_tars_beside_the_parquet_one_would_not_load(image_release, t
         hf_cache.load_dataset(str(copy), "images", split="train")
 
 
-def test_webdataset_recipe(image_release, image_build):
-    assert _run("webdataset", image_release) == _build_captions(image_build)
+def test_webdataset_recipe(image_download, image_build):
+    assert _run("webdataset", image_download) == _build_captions(image_build)
 
 
 def test_the_cards_own_snippets_run(image_release, hf_cache):
