@@ -116,3 +116,28 @@ def test_tar_source_in_an_object_store(sample_dir, sample_tar, tmp_path):
     )
     assert local["written"] == 78
     assert _digests(tmp_path / "remote" / "shards") == _digests(tmp_path / "local" / "shards")
+
+
+def test_a_replaced_object_rebuilds_its_shard_and_validate_reads_the_store(sample_dir, tmp_path):
+    """An object's identity is its size and update time: a new upload of an image, even of the same
+    size, changes its shard's input digest. validate reads a build in the store (not "not a build")."""
+    import os
+    import shutil
+
+    train = tmp_path / "train"
+    shutil.copytree(sample_dir / "train", train)
+    cfg = BuildConfig(
+        metadata=f"release:{sample_dir / 'imagenet_captions.json'}",
+        imagenet=f"{PREFIX}{train}",
+        out=f"{PREFIX}{tmp_path / 'remote'}",
+    )
+    first = run_build(cfg)
+    assert first["shards"]["written_now"] == first["shards"]["num_shards"]
+    image = train / "n01644373" / "n01644373_10007.JPEG"
+    st = image.stat()
+    image.write_bytes(image.read_bytes())  # the same bytes and size, uploaded again: a new update time
+    os.utime(image, (st.st_atime + 10, st.st_mtime + 10))
+    second = run_build(cfg)
+    assert second["shards"]["written_now"] == 1 and second["shards"]["kept"] == first["shards"]["num_shards"] - 1
+    summary, problems = validate_build(f"{PREFIX}{tmp_path / 'remote'}")
+    assert problems == [] and summary["samples"] == first["written"]
