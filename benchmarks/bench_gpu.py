@@ -162,8 +162,7 @@ def child_decode(a: argparse.Namespace, emit: Emitter) -> None:
     """Images/s of our batched device decode + random-resized-crop on the original shards."""
     import torch
 
-    from imagenet_captions.train.data import Augment, device_decode_crop, resolve_shards
-    from imagenet_captions.train.data import _open_samples as open_samples
+    from imagenet_captions.train.data import Augment, device_decode_crop, open_samples, resolve_shards
 
     device = torch.device(a.device)
     spec = resolve_shards(a.shards)

@@ -8,7 +8,9 @@ import random
 
 from imagenet_captions.classes import wnids
 from imagenet_captions.sources.release import to_raw_record
-from imagenet_captions.testing.corpus import RELEASE_TOTALS, _regions, class_plan, main, write_corpus
+from imagenet_captions.testing.corpus import main, write_corpus
+from imagenet_captions.testing.corpus_plan import RELEASE_TOTALS, class_plan
+from imagenet_captions.testing.corpus_plan import regions as _regions
 
 
 def test_full_plan_has_the_release_counts_per_class_and_in_total() -> None:

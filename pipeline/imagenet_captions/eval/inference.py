@@ -237,6 +237,36 @@ class Scorer:
         return self.correct / self.total if self.total else float("nan")
 
 
+def image_loader(
+    paths: Sequence[str],
+    preprocess: Mapping,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    border: int = 0,
+    *,
+    persistent_workers: bool = False,
+    drop_last: bool = False,
+) -> tuple[torch.utils.data.DataLoader, GpuPreprocess | None]:
+    """The batches of ``paths`` as eval reads them, and the GPU preprocessor (None on the CPU).
+
+    One function, so that the inference benchmark measures exactly the pipeline ``eval`` runs;
+    feed each batch to :func:`prepare_batch` with the preprocessor. ``persistent_workers`` and
+    ``drop_last`` are for a caller that cycles through the loader (the benchmark).
+    """
+    on_gpu = device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        _Files(paths, cpu_transform(preprocess, border), gpu_jpeg=on_gpu),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        persistent_workers=persistent_workers,
+        prefetch_factor=4 if workers else None,
+        drop_last=drop_last,
+    )
+    return loader, (GpuPreprocess(preprocess, device, border) if on_gpu else None)
+
+
 def run_set(
     head: Callable[[torch.Tensor], torch.Tensor],
     evalset: EvalSet,
@@ -251,16 +281,7 @@ def run_set(
     paths = evalset.paths[:limit] if limit else evalset.paths
     targets = evalset.targets[:limit] if limit else evalset.targets
     on_gpu = device.type == "cuda"
-    files = _Files(paths, cpu_transform(preprocess, evalset.border), gpu_jpeg=on_gpu)
-    loader = torch.utils.data.DataLoader(
-        files,
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-        prefetch_factor=4 if workers else None,
-    )
-    gpu = GpuPreprocess(preprocess, device, evalset.border) if on_gpu else None
+    loader, gpu = image_loader(paths, preprocess, device, batch_size, workers, evalset.border)
     unreadable = 0
     start = time.perf_counter()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):

@@ -16,7 +16,8 @@ from typing import Any
 
 from imagenet_captions.errors import UsageError
 from imagenet_captions.eval import DATASETS
-from imagenet_captions.train.options import as_choice, as_device, as_int, as_text
+from imagenet_captions.options import as_choice, as_int, as_text
+from imagenet_captions.train.options import as_device
 
 #: ``--checkpoint`` of this form names an open_clip model and its weights file.
 OPEN_CLIP_PREFIX = "open_clip:"

@@ -1,168 +1,67 @@
 """A Flickr REST client for ``flickr.photos.getInfo`` on aiohttp: many calls in flight, each one
 spaced by the key's quota, retried when the failure is passing, and never leaking the key.
 
-Why the error handling looks the way it does: Flickr answers API errors as HTTP 200 with
-``{"stat": "fail", "code": N, "message": ...}``. Code 1 (photo not found) is a final answer for that
-photo; 105 (service unavailable) and 106 (write operation failed), HTTP 5xx, 429 (whose body is an
-HTML page, not JSON), timeouts, connection resets, truncated bodies and broken JSON are passing
-trouble and are retried with capped exponential backoff and full jitter, honouring ``Retry-After``;
-code 100 (invalid key) stops the whole job at once, since every further call would fail too; any
-other code is final for that photo (``failed``, with the code). A photo whose retries run out is
-recorded as ``failed`` with no code and ``error="gave_up: ..."``: it is not a final answer, and a
-rerun asks again.
+What an answer means and when to retry is :mod:`.protocol`; this module is the concurrency: a
+semaphore bounds the calls in flight, each key's first call goes alone (its probe), later calls
+take their turn from the key pool (:mod:`.limiter`, or a shared Redis pool), and an invalid key
+wakes every waiting call so none is sent after it.
 
 Secrets: the key is sent in the POST body (Flickr's REST endpoint takes GET or POST), so it is not
 in the URL that aiohttp puts in its exception messages; and every message that leaves this module
-(log line, exception, ``Answer.error``) goes through :class:`Redactor` anyway. The key is read
-where the client is created (:func:`load_api_keys`), from the environment or a file, never from a
-pipeline option or a command-line argument.
+(log line, exception, ``Answer.error``) goes through :class:`~.keys.Redactor` anyway. The key is
+read where the client is created (:func:`~.keys.load_api_keys`), from the environment or a file.
+
+The names of :mod:`.keys`, :mod:`.protocol` and :mod:`.flickrapi_fetcher` that callers (tests,
+``docs/harvest.md``) know as ``client.X`` are importable from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import email.utils
-import json
 import logging
 import math
-import os
 import random
-import re
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
 from imagenet_captions.errors import UsageError
-from imagenet_captions.flickr.limiter import Gcra, KeyPool
+from imagenet_captions.flickr.flickrapi_fetcher import FlickrapiFetcher
+from imagenet_captions.flickr.keys import KEY_ENV, Redactor, load_api_keys
+from imagenet_captions.flickr.limiter import KeyPool
+from imagenet_captions.flickr.protocol import (
+    Answer,
+    CallStats,
+    InvalidKeyError,
+    KeyRejected,
+    RetryPolicy,
+    Transient,
+    classify_response,
+    gave_up,
+    parse_retry_after,
+)
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "KEY_ENV",
+    "Answer",
+    "CallStats",
+    "FlickrClient",
+    "FlickrapiFetcher",
+    "InvalidKeyError",
+    "Redactor",
+    "RetryPolicy",
+    "classify_response",
+    "gave_up",
+    "load_api_keys",
+    "parse_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://api.flickr.com/services/rest/"
-KEY_ENV = "FLICKR_API_KEY"
-#: Flickr error codes that mean "try again later".
-RETRY_CODES = frozenset({105, 106})
-NOT_FOUND_CODE = 1
-INVALID_KEY_CODE = 100
-
-
-class InvalidKeyError(Exception):
-    """Flickr said code 100 (invalid API key): the job must stop. The message names the key's
-    position, never the key."""
-
-
-def load_api_keys(key_file: str | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
-    """The API keys: from ``key_file`` (one per line, ``#`` comments) or ``$FLICKR_API_KEY``
-    (comma-separated). Several keys are for teams whose keys are separately registered."""
-    environ = os.environ if environ is None else environ
-    if key_file:
-        try:
-            with open(key_file, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except OSError as e:
-            raise UsageError(f"cannot read the API key file {key_file}: {e.strerror}") from None
-        keys = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
-        source = f"the API key file {key_file}"
-    else:
-        keys = [k.strip() for k in environ.get(KEY_ENV, "").split(",") if k.strip()]
-        source = f"${KEY_ENV}"
-    if not keys:
-        raise UsageError(
-            f"no Flickr API key in {source}: set {KEY_ENV} (comma-separated) or pass --api-key-file"
-        )
-    if len(set(keys)) != len(keys):
-        raise UsageError(f"{source} lists the same API key twice")
-    return keys
-
-
-class Redactor:
-    """Removes secrets from text: each key verbatim, and any ``api_key=...`` value whatever it is."""
-
-    _PARAM = re.compile(r"(api_key=)[^&\s'\"]+", re.IGNORECASE)
-
-    def __init__(self, secrets: Sequence[str]):
-        # Longest first, so that a key that contains another is removed whole.
-        self.secrets = sorted((s for s in secrets if s), key=len, reverse=True)
-
-    def __call__(self, text: object) -> str:
-        out = str(text)
-        for s in self.secrets:
-            out = out.replace(s, "[REDACTED]")
-        return self._PARAM.sub(r"\1[REDACTED]", out)
-
-
-@dataclass
-class Answer:
-    """One photo's answer. ``status``: ``ok`` | ``not_found`` | ``failed``; ``raw`` is Flickr's JSON
-    text as received (ok and API errors), ``fetched_at`` seconds since the epoch (UTC)."""
-
-    photo_id: int
-    status: str
-    code: int | None = None
-    error: str | None = None
-    raw: str | None = None
-    fetched_at: float = 0.0
-    attempts: int = 0
-
-    @property
-    def final(self) -> bool:
-        """A final answer is never asked again (unless refreshed); a gave-up failure is."""
-        return self.status != "failed" or self.code is not None
-
-
-@dataclass
-class RetryPolicy:
-    """Retries of passing failures. ``max_attempts`` counts every call for one photo."""
-
-    max_attempts: int = 8
-    base_delay: float = 1.0
-    max_delay: float = 120.0
-    timeout: float = 30.0
-
-
-class _Transient(Exception):
-    def __init__(
-        self, reason: str, retry_after: float | None = None, refused: bool = False, outcome: str = ""
-    ):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.refused = refused
-        self.outcome = outcome or "transient"
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-@dataclass
-class CallStats:
-    """What happened to every call (attempt), for progress lines and the benchmark."""
-
-    calls: int = 0
-    by_outcome: collections.Counter = field(default_factory=collections.Counter)
-
-    def add(self, outcome: str) -> None:
-        self.calls += 1
-        self.by_outcome[outcome] += 1
 
 
 class FlickrClient:
@@ -240,14 +139,13 @@ class FlickrClient:
                     finally:
                         if probe:
                             self._warmed(index, sent)
-                except _Transient as t:
+                except Transient as t:
                     last = t.reason
                     if t.refused:
                         await self.pool.apenalise(index)
                     if attempt == self.retry.max_attempts:
                         break
-                    cap = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
-                    delay = self.rng.uniform(0, cap)
+                    delay = self.retry.backoff(attempt, self.rng)
                     if t.retry_after is not None:
                         delay = max(delay, t.retry_after)
                     log.debug("photo %d: %s; retry %d in %.2fs", photo_id, t.reason, attempt, delay)
@@ -334,19 +232,19 @@ class FlickrClient:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except asyncio.TimeoutError:
             self.stats.add("timeout")
-            raise _Transient("timeout") from None
+            raise Transient("timeout") from None
         except aiohttp.ClientPayloadError as e:
             self.stats.add("truncated")
-            raise _Transient(self.redact(f"truncated body: {type(e).__name__}")) from None
+            raise Transient(self.redact(f"truncated body: {type(e).__name__}")) from None
         except (aiohttp.ClientError, OSError) as e:
             self.stats.add("connection")
-            raise _Transient(self.redact(f"connection error: {type(e).__name__}: {e}")) from None
+            raise Transient(self.redact(f"connection error: {type(e).__name__}: {e}")) from None
         try:
             answer, outcome = classify_response(photo_id, status, body, retry_after, self.redact)
-        except _Transient as t:
+        except Transient as t:
             self.stats.add(t.outcome)
             raise
-        except _KeyRejected:
+        except KeyRejected:
             self.stats.add("code_100")
             raise self._set_fatal(
                 InvalidKeyError(
@@ -356,113 +254,3 @@ class FlickrClient:
             ) from None
         self.stats.add(outcome)
         return answer
-
-
-class _KeyRejected(Exception):
-    """Code 100: the caller turns it into an InvalidKeyError naming the key's position."""
-
-
-def classify_response(
-    photo_id: int, status: int, body: bytes, retry_after: float | None, redact: Redactor
-) -> tuple[Answer, str]:
-    """One HTTP answer to getInfo as ``(Answer, outcome)``; raises ``_Transient`` (retry) or
-    ``_KeyRejected`` (code 100). Shared by the aiohttp client and :class:`FlickrapiFetcher`."""
-    fetched_at = time.time()
-    if status == 429:
-        raise _Transient("HTTP 429 (over the quota)", retry_after, refused=True, outcome="http_429")
-    if status != 200:
-        raise _Transient(
-            f"HTTP {status}", retry_after, outcome="http_5xx" if status >= 500 else f"http_{status}"
-        )
-    try:
-        text = body.decode("utf-8")
-        data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _Transient("broken JSON body", outcome="bad_json") from None
-    if not isinstance(data, dict) or data.get("stat") not in ("ok", "fail"):
-        raise _Transient("JSON without stat", outcome="bad_json")
-    # Redacted too: an answer is stored, and the key must never reach the store.
-    if data["stat"] == "fail":
-        code = _as_int(data.get("code"))
-        if code == INVALID_KEY_CODE:
-            raise _KeyRejected()
-        if code in RETRY_CODES:
-            raise _Transient(f"Flickr code {code}", retry_after, outcome=f"code_{code}")
-        if code == NOT_FOUND_CODE:
-            return Answer(photo_id, "not_found", code, None, redact(text), fetched_at), "not_found"
-        message = redact(str(data.get("message", "")))[:200]
-        return Answer(
-            photo_id, "failed", code, f"Flickr code {code}: {message}", redact(text), fetched_at
-        ), "failed"
-    photo = data.get("photo")
-    if not isinstance(photo, dict) or _as_int(photo.get("id")) != photo_id:
-        raise _Transient("answer is not about the photo asked for", outcome="bad_json")
-    return Answer(photo_id, "ok", None, None, redact(text), fetched_at), "ok"
-
-
-class FlickrapiFetcher:
-    """The alternative client, for users who need OAuth-signed calls: ``flickrapi`` does the
-    signing and the HTTP; the quota, retries, classification and redaction are ours, so its
-    answers are the same :class:`Answer` objects (one call at a time: it is synchronous).
-
-        flickr = flickrapi.FlickrAPI(key, secret, format="json")
-        flickr.authenticate_via_browser(perms="read")
-        answer = FlickrapiFetcher(flickr).get_info(3743398102)
-    """
-
-    def __init__(self, flickr: Any, qps: float = 0.95, retry: RetryPolicy | None = None):
-        self.flickr = flickr
-        self.limiter = Gcra(qps)
-        self.retry = retry or RetryPolicy()
-        self.redact = Redactor(
-            [
-                str(flickr.flickr_oauth.oauth.client.client_key or ""),
-                str(flickr.flickr_oauth.oauth.client.client_secret or ""),
-            ]
-        )
-        self.stats = CallStats()
-        self.rng = random.Random()
-
-    def get_info(self, photo_id: int) -> Answer:
-        import flickrapi.exceptions
-        import requests
-
-        last = "no call made"
-        for attempt in range(1, self.retry.max_attempts + 1):
-            time.sleep(max(0.0, self.limiter.reserve() - time.monotonic()))
-            try:
-                body = self.flickr.photos.getInfo(
-                    photo_id=str(photo_id), format="json", nojsoncallback="1", timeout=self.retry.timeout
-                )
-                answer, outcome = classify_response(photo_id, 200, bytes(body), None, self.redact)
-            except _KeyRejected:
-                self.stats.add("code_100")
-                raise InvalidKeyError("Flickr says the API key is invalid (code 100)") from None
-            except _Transient as t:
-                self.stats.add(t.outcome)
-                last = t.reason
-            except (flickrapi.exceptions.FlickrError, requests.RequestException) as e:
-                # flickrapi raises for any HTTP status but 200 (so no Retry-After here).
-                self.stats.add("http_error")
-                last = self.redact(f"{type(e).__name__}: {e}")
-            else:
-                self.stats.add(outcome)
-                answer.attempts = attempt
-                return answer
-            if attempt < self.retry.max_attempts:
-                cap = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
-                time.sleep(self.rng.uniform(0, cap))
-        return gave_up(photo_id, self.redact(f"gave_up: {last}"), self.retry.max_attempts)
-
-
-def gave_up(photo_id: int, error: str, attempts: int) -> Answer:
-    """The answer for a photo whose retries ran out: ``failed`` with no Flickr code; a rerun asks again."""
-    return Answer(photo_id, "failed", None, error, None, time.time(), attempts)
-
-
-def _as_int(value: Any) -> int | None:
-    """Flickr's numbers are sometimes strings."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -37,7 +37,8 @@ from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr import service as service_mod
 from imagenet_captions.flickr import store
-from imagenet_captions.flickr.client import InvalidKeyError, load_api_keys
+from imagenet_captions.flickr.keys import load_api_keys
+from imagenet_captions.flickr.protocol import InvalidKeyError
 from imagenet_captions.flickr.service import HarvestConfig
 from imagenet_captions.flickr.urls import OUTCOMES, in_synsets, is_gzip, parse_line
 

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from imagenet_captions.flickr import store
-from imagenet_captions.flickr.client import KEY_ENV
 from imagenet_captions.flickr.export import normalise_tag
 from imagenet_captions.flickr.fake_server import NOT_FOUND, FakeFlickr
+from imagenet_captions.flickr.keys import KEY_ENV
 from imagenet_captions.flickr.urls import base58_encode
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Why a process-wide service: the quota belongs to the key, not to a DoFn instance
 one limiter per key must see every call the process makes; and many calls must be in flight while
 each waits for its slot. The service owns one asyncio event loop (in a background thread), one
 :class:`~imagenet_captions.flickr.client.FlickrClient` (and so one limiter per key) and one
-:class:`~imagenet_captions.flickr.store.JournalWriter`. DoFns hand it photos and get futures.
+:class:`~imagenet_captions.flickr.journal.JournalWriter`. DoFns hand it photos and get futures.
 
 Idempotence: the service remembers every photo answered in this run, so a Beam retry of a bundle
 gets the recorded answer back without a call; a photo whose call was in flight when a bundle
@@ -28,15 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagenet_captions.errors import UsageError
-from imagenet_captions.flickr.client import (
-    DEFAULT_ENDPOINT,
-    Answer,
-    FlickrClient,
-    InvalidKeyError,
-    RetryPolicy,
-    load_api_keys,
-)
-from imagenet_captions.flickr.store import JournalWriter, StoredAnswer
+from imagenet_captions.flickr.client import DEFAULT_ENDPOINT, FlickrClient
+from imagenet_captions.flickr.journal import JournalWriter
+from imagenet_captions.flickr.keys import load_api_keys
+from imagenet_captions.flickr.protocol import Answer, InvalidKeyError, RetryPolicy
+from imagenet_captions.flickr.segments import StoredAnswer
+from imagenet_captions.options import as_float, as_int, flag
 
 log = logging.getLogger(__name__)
 
@@ -66,49 +63,42 @@ class HarvestConfig:
     def __post_init__(self) -> None:
         """Refuse values that would hang or spin the service (a zero rate waits forever, a zero
         progress interval busy-loops) here, once, before any key is read or any call made."""
-        for field, minimum, strict in _LIMITS:
-            value = getattr(self, field)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                raise UsageError(f"{_OPTION[field]} must be a number, not {value!r}")
-            if value < minimum or (strict and value == minimum):
-                bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
-                raise UsageError(f"{_OPTION[field]} must be {bound}, not {value!r}")
+        for name, minimum in _COUNTS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, as_int(_option(name), value, minimum=minimum))
+        for name, low_open in _SPANS:
+            value = getattr(self, name)
+            object.__setattr__(self, name, as_float(_option(name), value, 0.0, low_open=low_open))
         if self.max_delay < self.base_delay:
             raise UsageError(
                 f"--backoff-max ({self.max_delay:g}) must not be below --backoff-base ({self.base_delay:g})"
             )
 
 
-#: The command-line option of each config field, so an error names what the user typed.
-_OPTION = {
-    "qps": "--qps",
-    "burst": "--burst",
-    "concurrency": "--concurrency",
-    "timeout": "--timeout",
-    "max_attempts": "--max-attempts",
-    "base_delay": "--backoff-base",
-    "max_delay": "--backoff-max",
-    "fsync_every": "--fsync-every",
-    "fsync_interval": "--fsync-interval",
-    "rotate_every": "rotate_every",
-    "progress_every": "--progress-every",
-}
+def _option(field: str) -> str:
+    """The command-line option of a config field, so an error names what the user typed."""
+    return _RENAMED.get(field, flag(field))
 
-#: (field, bound, bound excluded): counts start at 1; rates and intervals must be positive.
-_LIMITS = (
-    ("qps", 0, True),
-    ("burst", 1, False),
-    ("concurrency", 1, False),
-    ("timeout", 0, True),
-    ("max_attempts", 1, False),
-    ("base_delay", 0, False),
-    ("max_delay", 0, False),
-    ("fsync_every", 1, False),
-    ("fsync_interval", 0, True),
-    ("rotate_every", 1, False),
-    ("progress_every", 0, True),
+
+#: Fields whose option is not spelled like the field (``rotate_every`` has none: it keeps its name).
+_RENAMED = {"base_delay": "--backoff-base", "max_delay": "--backoff-max", "rotate_every": "rotate_every"}
+#: (field, least value): counts start at 1 (``concurrency`` None means "enough for the quota").
+_COUNTS = (
+    ("burst", 1),
+    ("concurrency", 1),
+    ("max_attempts", 1),
+    ("fsync_every", 1),
+    ("rotate_every", 1),
+)
+#: (field, zero excluded): rates and intervals must be positive; backoffs may be zero.
+_SPANS = (
+    ("qps", True),
+    ("timeout", True),
+    ("base_delay", False),
+    ("max_delay", False),
+    ("fsync_interval", True),
+    ("progress_every", True),
 )
 
 

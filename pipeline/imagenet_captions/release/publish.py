@@ -4,16 +4,16 @@ The release holds byte-for-byte copies of the build's shard Parquet files (``cap
 only with ``--with-images`` (``shards/``), a dataset card (``README.md``), a Croissant description
 (``croissant.json``) and, written last, ``manifest.json`` (see ``release.manifest``). It refuses a
 build that is not complete (no report, accounting problems, a listed shard missing, leftover
-temporary files, shard commit records of an unfinished rerun) rather than publish a partial dataset,
-and it never overwrites a folder that is not a release of the same name. Every file appears whole or
-not at all (temporary name, then rename). Plain Python: no Beam; the release holds the build's folder
-lock while it reads, and never changes a byte of the build's data.
+temporary files, shard commit records of an unfinished rerun: ``release.build_check``) rather than
+publish a partial dataset, and it never overwrites a folder that is not a release of the same name
+(``release.out_folder``); the card's counts come from the copied files (``release.card_inputs``).
+Every file appears whole or not at all (temporary name, then rename). Plain Python: no Beam; the
+release holds the build's folder lock while it reads, and never changes a byte of the build's data.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import dataclasses
 import datetime
 import hashlib
@@ -25,25 +25,36 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import imagenet_captions
-from imagenet_captions.classes import wnids
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import sha256_file
 from imagenet_captions.locks import folder_lock
 from imagenet_captions.release import card, croissant
 from imagenet_captions.release import manifest as mf
-from imagenet_captions.schema import schema_spec
+from imagenet_captions.release.build_check import Build, inspect_build
+from imagenet_captions.release.card_inputs import collect_stats, field_docs
+from imagenet_captions.release.out_folder import prepare_out, remove_stale
 from imagenet_captions.shards import layout
-from imagenet_captions.shards.incremental import COMMITS_DIR
+
+__all__ = [
+    "DEFAULT_NAME",
+    "DEFAULT_URL",
+    "Build",
+    "ReleaseOptions",
+    "add_arguments",
+    "collect_stats",
+    "field_docs",
+    "inspect_build",
+    "make_release",
+    "publish_shards",
+    "run",
+]
 
 DEFAULT_NAME = "imagenet-captions"
 DEFAULT_URL = "https://github.com/mlfoundations/imagenet-captions"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_STEM_RE = re.compile(r"^\d{5}$")
 _COPY_CHUNK = 1 << 22
 
 
@@ -77,171 +88,6 @@ class ReleaseOptions:
             raise UsageError(f"--threads must be at least 1, not {self.threads}")
         if os.path.abspath(self.out) == os.path.abspath(self.build):
             raise UsageError("--out must not be the build folder")
-
-
-@dataclasses.dataclass(frozen=True)
-class Build:
-    """A complete build, as checked: where its shards are and what its manifest and report say."""
-
-    dir: str
-    shard_dir: str
-    text_only: bool
-    manifest: dict[str, Any]
-    report: dict[str, Any]
-
-    def shard_path(self, name: str) -> str:
-        return os.path.join(self.shard_dir, name)
-
-
-def _load_json(path: str, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist: {what}") from None
-    except ValueError as e:
-        raise UsageError(f"{path} is not JSON ({e}): {what}") from None
-
-
-def inspect_build(build_dir: str) -> Build:
-    """The build, or a UsageError naming the first reason it is not complete enough to publish.
-
-    Checked from the files alone (cheaply: Parquet footers, not rows): ``validate`` is the full
-    check, and a publisher should run it first; this refuses what would make a wrong release.
-    """
-    if not os.path.isdir(build_dir):
-        raise UsageError(f"{build_dir} is not a folder")
-    shard_dir = os.path.join(build_dir, layout.SHARD_DIR)
-    text_only = not os.path.isdir(shard_dir)
-    if text_only:
-        shard_dir = os.path.join(build_dir, layout.CAPTIONS_DIR)
-    if not os.path.isdir(shard_dir):
-        raise UsageError(f"{build_dir} holds no {layout.SHARD_DIR}/ or {layout.CAPTIONS_DIR}/: not a build")
-    incomplete = "not a complete build (did `imagenet-captions build` finish?)"
-    report = _load_json(os.path.join(build_dir, layout.REPORT_FILE), incomplete)
-    manifest = _load_json(os.path.join(shard_dir, layout.MANIFEST_FILE), incomplete)
-    leftovers = sorted(
-        os.path.relpath(os.path.join(d, n), build_dir)
-        for d in (build_dir, shard_dir)
-        for n in os.listdir(d)
-        if n.endswith(".tmp")
-    )
-    if leftovers:
-        raise UsageError(
-            f"{build_dir}: unfinished files left behind ({', '.join(leftovers[:3])}): {incomplete}"
-        )
-    commits = os.path.join(shard_dir, COMMITS_DIR)
-    if os.path.isdir(commits) and os.listdir(commits):
-        raise UsageError(f"{commits} holds the records of shards written after the manifest: {incomplete}")
-    if report.get("accounting_problems"):
-        raise UsageError(
-            f"{build_dir}/report.json has accounting problems: {report['accounting_problems'][0]}"
-        )
-    shards = manifest.get("shards")
-    if not isinstance(shards, dict) or not shards or "num_shards" not in manifest:
-        raise UsageError(f"{shard_dir}/manifest.json lists no shards: {incomplete}")
-    suffixes = (".parquet",) if text_only else (".tar", ".parquet")
-    listed = set()
-    for stem, shard in sorted(shards.items()):
-        expect = [f"{stem}{s}" for s in suffixes]
-        if not _STEM_RE.match(stem) or sorted(shard.get("files", [])) != sorted(expect):
-            raise UsageError(
-                f"{shard_dir}/manifest.json: shard {stem} lists {shard.get('files')}, not {expect}"
-            )
-        missing = [f for f in expect if not os.path.isfile(os.path.join(shard_dir, f))]
-        if missing:
-            raise UsageError(f"{shard_dir}: {missing[0]} is in the build's manifest but not on disk")
-        listed.update(expect)
-        try:
-            rows = pq.read_metadata(os.path.join(shard_dir, f"{stem}.parquet")).num_rows
-        except (OSError, pa.ArrowException) as e:
-            raise UsageError(f"{shard_dir}/{stem}.parquet is not a readable Parquet file: {e}") from None
-        if rows != shard.get("written"):
-            raise UsageError(
-                f"{shard_dir}/{stem}.parquet has {rows} rows, the manifest says {shard.get('written')}"
-            )
-    extra = sorted(n for n in os.listdir(shard_dir) if n.endswith(suffixes) and n not in listed)
-    if extra:
-        raise UsageError(
-            f"{shard_dir}: {extra[0]} is on disk but not in the build's manifest (a stale shard?)"
-        )
-    total = sum(s["written"] for s in shards.values())
-    if report.get("written") != total:
-        raise UsageError(
-            f"{build_dir}/report.json says {report.get('written')} written, the shards hold {total}"
-        )
-    if not text_only:
-        sizes = _load_json(os.path.join(shard_dir, layout.SIZES_FILE), incomplete)
-        if sizes != {f"{stem}.tar": s["written"] for stem, s in shards.items()}:
-            raise UsageError(f"{shard_dir}/sizes.json does not match the build's manifest")
-    return Build(build_dir, shard_dir, text_only, manifest, report)
-
-
-def prepare_out(opts: ReleaseOptions) -> None:
-    """Make ``--out`` ready, or refuse it: only an empty folder or an earlier release of this name.
-
-    An earlier release (its manifest, or the marker of an interrupted run, names the same release)
-    is overwritten; its manifest is removed first, so a run that dies half way never leaves a folder
-    that claims to be complete. Anything in it that is not part of a release's layout is refused
-    rather than deleted: that folder is someone's, not ours.
-    """
-    out = opts.out
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out} exists and is not a folder")
-    names = sorted(os.listdir(out)) if os.path.isdir(out) else []
-    if names:
-        previous = _previous_release_name(out)
-        if previous is None:
-            raise UsageError(f"--out {out} is not empty and not a release: choose an empty or new folder")
-        if previous != opts.name:
-            raise UsageError(f"--out {out} holds the release {previous!r}, not {opts.name!r}")
-        strangers = _not_release_files(out)
-        if strangers:
-            raise UsageError(
-                f"--out {out} holds files a release does not have ({strangers[0]}); move them first"
-            )
-    os.makedirs(out, exist_ok=True)
-    mf.write_atomic(os.path.join(out, mf.INCOMPLETE_MARKER), opts.name.encode() + b"\n")
-    manifest_path = os.path.join(out, mf.MANIFEST_FILE)
-    if os.path.exists(manifest_path):
-        os.remove(manifest_path)
-
-
-def _previous_release_name(out: str) -> str | None:
-    marker = os.path.join(out, mf.INCOMPLETE_MARKER)
-    if os.path.isfile(marker):
-        with open(marker, encoding="utf-8") as f:
-            return f.read().strip()
-    if os.path.isfile(os.path.join(out, mf.MANIFEST_FILE)):
-        try:
-            return mf.read_manifest(out)["name"]
-        except UsageError:
-            return None
-    return None
-
-
-def _not_release_files(out: str) -> list[str]:
-    allowed_top = {
-        mf.MANIFEST_FILE,
-        mf.CARD_FILE,
-        mf.CROISSANT_FILE,
-        mf.INCOMPLETE_MARKER,
-        mf.CAPTIONS_DIR,
-        mf.SHARDS_DIR,
-    }
-    allowed = {
-        mf.CAPTIONS_DIR: re.compile(r"^\d{5}\.parquet(\.tmp)?$"),
-        mf.SHARDS_DIR: re.compile(rf"^(\d{{5}}\.tar|{re.escape(mf.SIZES_FILE)})(\.tmp)?$"),
-    }
-    strangers = []
-    for name in sorted(os.listdir(out)):
-        base = name.removesuffix(".tmp")
-        path = os.path.join(out, name)
-        if base not in allowed_top or (base in allowed) != os.path.isdir(path):
-            strangers.append(name)
-        elif base in allowed and name == base:
-            strangers += [f"{name}/{n}" for n in sorted(os.listdir(path)) if not allowed[base].match(n)]
-    return strangers
 
 
 def _copy_and_hash(src: str, dst: str) -> tuple[str, int]:
@@ -308,64 +154,6 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
     return shards
 
 
-def remove_stale(out: str, keep: set[str]) -> list[str]:
-    """Remove an earlier release's files that this one does not have (fewer shards, no tars now)."""
-    removed = []
-    for sub in (mf.CAPTIONS_DIR, mf.SHARDS_DIR):
-        folder = os.path.join(out, sub)
-        if not os.path.isdir(folder):
-            continue
-        for name in sorted(os.listdir(folder)):
-            rel = f"{sub}/{name}"
-            if rel not in keep:
-                os.remove(os.path.join(folder, name))
-                removed.append(rel)
-        if not os.listdir(folder):
-            os.rmdir(folder)
-    return removed
-
-
-def collect_stats(parquet_paths: list[str]) -> card.ReleaseStats:
-    """The card's counts, one Parquet file at a time (only the few columns they need stay in memory)."""
-    per_class: collections.Counter[str] = collections.Counter()
-    licenses: collections.Counter[str] = collections.Counter()
-    languages: collections.Counter[str] = collections.Counter()
-    empty: collections.Counter[str] = collections.Counter()
-    records = with_photo_id = 0
-    for path in parquet_paths:
-        t = pq.read_table(
-            path, columns=["wnid", "license", "lang", "title", "description", "tags", "photo_id"]
-        )
-        records += t.num_rows
-        for column, counter in (("wnid", per_class), ("license", licenses), ("lang", languages)):
-            for item in pc.value_counts(t.column(column)).to_pylist():
-                if item["values"] is not None:
-                    counter[item["values"]] += item["counts"]
-        licenses["unknown"] += t.column("license").null_count
-        for field in ("title", "description"):
-            empty[field] += pc.sum(pc.equal(pc.utf8_length(t.column(field)), 0)).as_py() or 0
-        empty["tags"] += pc.sum(pc.equal(pc.list_value_length(t.column("tags")), 0)).as_py() or 0
-        with_photo_id += t.num_rows - t.column("photo_id").null_count
-    if not licenses["unknown"]:
-        del licenses["unknown"]
-    all_classes = {w: per_class.get(w, 0) for w in wnids()}
-    all_classes |= {w: n for w, n in per_class.items() if w not in all_classes}
-    return card.ReleaseStats(
-        records, all_classes, dict(licenses), dict(languages), dict(empty), with_photo_id
-    )
-
-
-def field_docs(schema: pa.Schema) -> list[card.FieldDoc]:
-    """The published columns (the Parquet files' own schema) with the record schema's types and docs."""
-    spec = {f["name"]: f for f in schema_spec()["fields"]}
-    docs = []
-    for f in schema:
-        s = spec.get(f.name, {})
-        doc = (f.metadata or {}).get(b"doc", b"").decode() or s.get("doc", "")
-        docs.append(card.FieldDoc(f.name, s.get("type", str(f.type)), f.nullable, doc))
-    return docs
-
-
 def build_section(build: Build) -> dict[str, Any]:
     rep = build.report
     counts: dict[str, Any] = {k: rep[k] for k in ("records", "images") if k in rep}
@@ -392,7 +180,7 @@ def make_release(opts: ReleaseOptions) -> dict[str, Any]:
 
 def _make_release(opts: ReleaseOptions) -> dict[str, Any]:
     build = inspect_build(opts.build)
-    prepare_out(opts)
+    prepare_out(opts.out, opts.name)
     date = opts.date or datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     shards = publish_shards(build, opts)
     files = [

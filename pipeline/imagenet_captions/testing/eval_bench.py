@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from imagenet_captions.errors import UsageError
-from imagenet_captions.eval.inference import GpuPreprocess, _collate, _Files, cpu_transform, prepare_batch
+from imagenet_captions.eval.inference import image_loader, prepare_batch
 
 RN50_PREPROCESS = {
     "image_size": 224,
@@ -124,18 +124,11 @@ def measure_inference(
         .to(dev, memory_format=torch.channels_last)
     )
     pre = dict(RN50_PREPROCESS, image_size=image_size, resize=round(image_size * 256 / 224))
-    files = _Files(paths, cpu_transform(pre), gpu_jpeg=on_gpu)
-    loader = torch.utils.data.DataLoader(
-        files,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_collate,
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers else None,
-        drop_last=len(paths) >= batch_size,
+    # The loader ``eval`` uses, cycled: workers persist, and a short last batch is not timed.
+    full_batches = len(paths) >= batch_size
+    loader, gpu = image_loader(
+        paths, pre, dev, batch_size, workers, persistent_workers=workers > 0, drop_last=full_batches
     )
-    gpu = GpuPreprocess(pre, dev) if on_gpu else None
 
     def batches():
         while True:

@@ -28,13 +28,18 @@ from imagenet_captions.text.stats import TextStats
 _DROPPED = "dropped"
 
 
-class _PrepareFn(beam.DoFn):
+class _StageFn(beam.DoFn):
+    """A DoFn that runs part of the text stage: one ``TextStage`` per worker, made in ``setup``
+    because it loads the language model, which must not be pickled with the DoFn."""
+
     def __init__(self, options: TextOptions) -> None:
         self.options = options
 
     def setup(self) -> None:
         self.stage = TextStage(self.options)
 
+
+class _PrepareFn(_StageFn):
     def process(self, raw: dict[str, Any]) -> Iterator[Any]:
         record, dropped, changed = self.stage.prepare(raw)
         if record is None:
@@ -44,26 +49,14 @@ class _PrepareFn(beam.DoFn):
             yield (str(owner) if owner not in (None, "") else None, (record, changed))
 
 
-class _FinishFn(beam.DoFn):
-    def __init__(self, options: TextOptions) -> None:
-        self.options = options
-
-    def setup(self) -> None:
-        self.stage = TextStage(self.options)  # loads the language model once per worker
-
+class _FinishFn(_StageFn):
     def process(self, item: tuple[dict[str, Any], set[str]]) -> Iterator[TextOutcome]:
         record, changed = item
         yield self.stage.finish(record, changed)
 
 
-class _ProcessFn(beam.DoFn):
+class _ProcessFn(_StageFn):
     """The whole stage in one step (no owner grouping): one PCollection of outcomes, no Flatten."""
-
-    def __init__(self, options: TextOptions) -> None:
-        self.options = options
-
-    def setup(self) -> None:
-        self.stage = TextStage(self.options)
 
     def process(self, raw: dict[str, Any]) -> Iterator[TextOutcome]:
         yield self.stage.process(raw)

@@ -4,8 +4,9 @@ Every value is checked in ``__post_init__``, where it is also coerced from the c
 strings (the command hands argparse's raw strings over untouched), so a wrong type, a negative
 count or an out-of-range rate is one ``UsageError`` line naming the option, whether the value came
 from the command line, a preset or Python. ``TrainOptions`` never imports torch: ``--help`` and
-the option checks stay fast, and ``eval`` (which must run ``robustness`` without torch) shares
-the coercion helpers below.
+the option checks stay fast. The conversion helpers are ``imagenet_captions.options``, shared with
+``eval`` (which must run ``robustness`` without torch) and the harvest; ``as_device`` is here because
+only the torch stages take a device.
 
 ``shards`` and ``out`` may be None in a preset (a recipe names no data and no run folder); the
 command always sets both, and ``train`` refuses options without them.
@@ -14,14 +15,14 @@ command always sets both, and ``train`` refuses options without them.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imagenet_captions.errors import UsageError
+from imagenet_captions.errors import OptionError, UsageError
+from imagenet_captions.options import as_bool, as_choice, as_float, as_int, as_text, flag
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
@@ -31,77 +32,11 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 
 
-def flag(name: str) -> str:
-    """The command-line spelling of a field, so every message names the option the user typed."""
-    return "--" + name.replace("_", "-")
-
-
-def as_int(option: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` as an int within bounds; a float with a fraction or a bool is a mistake, not a count."""
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise UsageError(f"{option} must be an integer, not {value!r}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{option} must be an integer, not {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise UsageError(f"{option} must be at least {minimum}, not {number}")
-    if maximum is not None and number > maximum:
-        raise UsageError(f"{option} must be at most {maximum}, not {number}")
-    return number
-
-
-def as_float(
-    option: str,
-    value: Any,
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """``value`` as a finite float in the interval; NaN and infinity would poison a run silently."""
-    if isinstance(value, bool):
-        raise UsageError(f"{option} must be a number, not {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{option} must be a number, not {value!r}") from None
-    below = low is not None and (number <= low if low_open else number < low)
-    above = high is not None and (number >= high if high_open else number > high)
-    if not math.isfinite(number) or below or above:
-        left = "(" if low_open or low is None else "["
-        right = ")" if high_open or high is None else "]"
-        span = (
-            f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
-        )
-        raise UsageError(f"{option} must be in {span}, not {value!r}")
-    return number
-
-
-def as_choice(option: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise UsageError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
-    return str(value)
-
-
-def as_bool(option: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise UsageError(f"{option} must be true or false, not {value!r}")
-    return value
-
-
 def as_device(option: str, value: Any) -> str:
     """A device string torch will accept, checked before torch is imported or a process group starts."""
     if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
-        raise UsageError(f"{option} must be cpu, cuda or cuda:N, not {value!r}")
+        raise OptionError(f"{option} must be cpu, cuda or cuda:N, not {value!r}")
     return value
-
-
-def as_text(option: str, value: Any) -> str:
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise UsageError(f"{option} must be a non-empty string, not {value!r}")
-    return str(value)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""The release folder's safety: which ``--out`` a release may write into, and what it may remove.
+
+A release overwrites only an empty folder or an earlier release of the same name, refuses any
+file a release does not have (that folder is someone's, not ours), marks itself incomplete until
+its manifest is written, and removes only the earlier release's own files that it no longer has.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from imagenet_captions.errors import UsageError
+from imagenet_captions.release import manifest as mf
+
+
+def prepare_out(out: str, name: str) -> None:
+    """Make ``--out`` ready, or refuse it: only an empty folder or an earlier release of ``name``.
+
+    An earlier release (its manifest, or the marker of an interrupted run, names the same release)
+    is overwritten; its manifest is removed first, so a run that dies half way never leaves a folder
+    that claims to be complete. Anything in it that is not part of a release's layout is refused
+    rather than deleted: that folder is someone's, not ours.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} exists and is not a folder")
+    names = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    if names:
+        previous = _previous_release_name(out)
+        if previous is None:
+            raise UsageError(f"--out {out} is not empty and not a release: choose an empty or new folder")
+        if previous != name:
+            raise UsageError(f"--out {out} holds the release {previous!r}, not {name!r}")
+        strangers = _not_release_files(out)
+        if strangers:
+            raise UsageError(
+                f"--out {out} holds files a release does not have ({strangers[0]}); move them first"
+            )
+    os.makedirs(out, exist_ok=True)
+    mf.write_atomic(os.path.join(out, mf.INCOMPLETE_MARKER), name.encode() + b"\n")
+    manifest_path = os.path.join(out, mf.MANIFEST_FILE)
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)
+
+
+def _previous_release_name(out: str) -> str | None:
+    marker = os.path.join(out, mf.INCOMPLETE_MARKER)
+    if os.path.isfile(marker):
+        with open(marker, encoding="utf-8") as f:
+            return f.read().strip()
+    if os.path.isfile(os.path.join(out, mf.MANIFEST_FILE)):
+        try:
+            return mf.read_manifest(out)["name"]
+        except UsageError:
+            return None
+    return None
+
+
+def _not_release_files(out: str) -> list[str]:
+    allowed_top = {
+        mf.MANIFEST_FILE,
+        mf.CARD_FILE,
+        mf.CROISSANT_FILE,
+        mf.INCOMPLETE_MARKER,
+        mf.CAPTIONS_DIR,
+        mf.SHARDS_DIR,
+    }
+    allowed = {
+        mf.CAPTIONS_DIR: re.compile(r"^\d{5}\.parquet(\.tmp)?$"),
+        mf.SHARDS_DIR: re.compile(rf"^(\d{{5}}\.tar|{re.escape(mf.SIZES_FILE)})(\.tmp)?$"),
+    }
+    strangers = []
+    for name in sorted(os.listdir(out)):
+        base = name.removesuffix(".tmp")
+        path = os.path.join(out, name)
+        if base not in allowed_top or (base in allowed) != os.path.isdir(path):
+            strangers.append(name)
+        elif base in allowed and name == base:
+            strangers += [f"{name}/{n}" for n in sorted(os.listdir(path)) if not allowed[base].match(n)]
+    return strangers
+
+
+def remove_stale(out: str, keep: set[str]) -> list[str]:
+    """Remove an earlier release's files that this one does not have (fewer shards, no tars now)."""
+    removed = []
+    for sub in (mf.CAPTIONS_DIR, mf.SHARDS_DIR):
+        folder = os.path.join(out, sub)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            rel = f"{sub}/{name}"
+            if rel not in keep:
+                os.remove(os.path.join(folder, name))
+                removed.append(rel)
+        if not os.listdir(folder):
+            os.rmdir(folder)
+    return removed
