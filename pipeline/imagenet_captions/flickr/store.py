@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -159,23 +159,32 @@ def iter_stored_rows(responses_dir: str, with_raw: bool) -> Iterator[StoredAnswe
         yield from iter_segment(path, with_raw)
 
 
+def raw_of(responses_dir: str, answers: Iterable[StoredAnswer]) -> dict[tuple[int, str, float], str | None]:
+    """The stored JSON of just these answers, by ``(photo_id, run_id, fetched_at)``, in one pass.
+
+    The second of two passes: answers are chosen without their raw text (most of a store's bytes),
+    then only the chosen rows' JSON is read, so a reader never holds every answer's JSON."""
+    wanted = {(a.photo_id, a.run_id, a.fetched_at) for a in answers}
+    found: dict[tuple[int, str, float], str | None] = {}
+    for row in iter_stored_rows(responses_dir, with_raw=True):
+        k = (row.photo_id, row.run_id, row.fetched_at)
+        if k in wanted:
+            found[k] = row.raw
+    return found
+
+
 def iter_release_records(responses_dir: str, as_of: datetime | None = None) -> Iterator[dict]:
     """One release-format record per ImageNet image id whose photo's effective answer is ``ok``,
     sorted by image id. Fields: filename, wnid, title, tags (raw, as typed), description (HTML as
     Flickr gives it), photo_id, license, owner. Images whose photo is not_found/failed are
     counted by :func:`store_summary` and listed by :func:`iter_image_status`."""
-    # Two passes, so that only the winning answers' JSON is ever held: choose without raw text,
-    # then stream the segments again and parse just the chosen rows.
-    answers = effective_answers(responses_dir, as_of, with_raw=False)
-    chosen = {(a.photo_id, a.run_id, a.fetched_at): a for a in answers.values() if a.status == "ok"}
+    answers = [a for a in effective_answers(responses_dir, as_of, with_raw=False).values() if a.status == "ok"]
+    raw = raw_of(responses_dir, answers)
     records: list[dict] = []
-    for path in segments(responses_dir):
-        for row in iter_segment(path, with_raw=True):
-            a = chosen.pop((row.photo_id, row.run_id, row.fetched_at), None)
-            if a is not None:
-                a.raw = row.raw
-                records.extend(release_record(iid, a) for iid in a.image_ids)
-                a.raw = None
+    for a in answers:
+        a.raw = raw[(a.photo_id, a.run_id, a.fetched_at)]
+        records.extend(release_record(iid, a) for iid in a.image_ids)
+        a.raw = None
     records.sort(key=lambda r: (r["filename"], r["photo_id"]))
     yield from records
 

@@ -48,15 +48,10 @@ class ResponsesSource:
         pairs = sorted(
             ((iid, a) for a in answers.values() for iid in a.image_ids), key=lambda p: (p[0], p[1].photo_id)
         )[start:stop]
-        wanted = {(a.photo_id, a.run_id, a.fetched_at) for _, a in pairs if a.status == "ok"}
-        raw: dict[int, str | None] = {}
-        for row in store.iter_stored_rows(self.path, with_raw=True):
-            if (row.photo_id, row.run_id, row.fetched_at) in wanted:
-                raw[row.photo_id] = row.raw
+        raw = store.raw_of(self.path, (a for _, a in pairs if a.status == "ok"))
         for image_id, a in pairs:
             if a.status == "ok":
-                yield text_record(
-                    image_id, image_id.split("_", 1)[0], {**store.photo_fields(raw[a.photo_id]), "photo_id": a.photo_id}
-                )
+                fields = store.photo_fields(raw[(a.photo_id, a.run_id, a.fetched_at)])
+                yield text_record(image_id, image_id.split("_", 1)[0], {**fields, "photo_id": a.photo_id})
             else:
                 yield Drop(RECORDS, f"flickr_{a.status if a.final else 'gave_up'}", image_id, a.error or "")
