@@ -248,7 +248,7 @@ def writer_only(root: str, out: str) -> None:
         for r in json.loads(Path(root, "imagenet_captions.json").read_text(encoding="utf-8"))
     }
     folders, _ = imagenet.list_top_level(root)
-    refs = [listed.ref for folder in folders for listed in imagenet.list_class_folder(folder) if listed.ref]
+    refs = [x for folder in folders for x in imagenet.list_class_folder(folder) if isinstance(x, dict)]
     num_shards = layout.derive_num_shards(len(refs), 2000, 8)
     shards: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for ref in refs:

@@ -43,8 +43,8 @@ LANG_SET = Path(__file__).parent / "data" / "lang_short_texts.tsv"
 def raw_records(n: int, seed: int) -> list[dict]:
     out = []
     for item in itertools.islice(generate(n, seed), n):
-        rec, _, _ = to_raw_record(item)
-        if rec is not None:
+        rec = to_raw_record(item)
+        if isinstance(rec, dict):
             out.append(rec)
     return out
 
@@ -202,8 +202,8 @@ def beam_corpus(path: Path) -> dict:
 
     def read(p: str):
         for item in iter_release_items(p):
-            rec, _, _ = to_raw_record(item)
-            if rec is not None:
+            rec = to_raw_record(item)
+            if isinstance(rec, dict):
                 yield rec
 
     import tempfile
