@@ -250,6 +250,12 @@ def test_html_bytes_behind_a_binary_content_type_are_refused(capsys, tmp_path):
         ("README.md", "repeats"),
         ("captions//x", "empty or '.' component"),
         ("", "is empty"),
+        ("readme.MD", "repeats 'README.md'"),
+        ("README.md/inner.txt", "is also a folder of"),
+        (".download-state.json", "which the downloader writes itself"),
+        ("Manifest.json", "which the downloader writes itself"),
+        ("captions/00000.parquet.part", "ends in .part"),
+        ("C:/x", "is absolute"),
     ],
 )
 def test_unsafe_manifest_is_refused_before_anything_is_written(capsys, tmp_path, path, why):
@@ -465,3 +471,47 @@ def test_official_defaults_pin_the_commit():
         "5cf98361f5e67661fd5b2c6ee219567484440da9/imagenet_captions.zip"
     )
     assert official.blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
+
+
+def test_block_sink_writes_a_prefix_in_order_and_hashes_it(tmp_path):
+    import asyncio
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imagenet_captions.release.sink import BlockSink
+
+    data = random_files(5, {"x": 300_001})["x"]
+    target = tmp_path / "x.part"
+    target.write_bytes(data[:1000])  # a resumed partial: the sink continues at its end
+    blocks: list[int] = []
+
+    async def pump() -> str:
+        h = hashlib.sha256(data[:1000])
+        fd = os.open(target, os.O_WRONLY)
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                sink = BlockSink(pool, fd, 1000, h, 4096, blocks.append)
+                for i in range(1000, len(data), 777):  # chunks that straddle blocks
+                    await sink.add(data[i : i + 777])
+                await sink.close()
+                assert sink.pos == len(data) and sink.received == len(data) - 1000
+        finally:
+            os.close(fd)
+        return h.hexdigest()
+
+    assert asyncio.run(pump()) == hashlib.sha256(data).hexdigest()
+    assert target.read_bytes() == data
+    assert sum(blocks) == len(data) - 1000 and all(b >= 4096 for b in blocks[:-1])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[], {"files": 5}, {"files": ["x"]}, {"files": [{"path": 3}]}, {"shards": []}, {"shards": {"a": 1}}],
+)
+def test_any_json_is_refused_with_reasons_never_an_exception(bad):
+    from imagenet_captions.release.manifest import check_manifest
+
+    base = manifest_for({"README.md": b"x"})
+    manifest = bad if isinstance(bad, list) else {**base, **bad}
+    assert check_manifest(manifest)
+    assert check_manifest(base) == []

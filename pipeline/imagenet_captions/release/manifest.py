@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from imagenet_captions.errors import UsageError
+from imagenet_captions.fsio import atomic_write, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "imagenet-captions-release"
@@ -29,6 +30,12 @@ SIZES_FILE = "sizes.json"
 #: Present while a release is being written, removed once the manifest is in place: a folder holding
 #: it is an interrupted release of that name, which the next run may overwrite.
 INCOMPLETE_MARKER = ".release-incomplete"
+#: What ``imagenet-captions download`` writes in its ``--out`` beside the release: its record of verified
+#: files, and each unfinished file's bytes and sidecar. A release may not publish these names.
+DOWNLOAD_STATE_FILE = ".download-state.json"
+PART_SUFFIX = ".part"
+SIDECAR_SUFFIX = ".part.json"
+RESERVED_NAMES = (MANIFEST_FILE, DOWNLOAD_STATE_FILE)
 
 VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -56,12 +63,8 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write whole or not at all: a reader (or a crashed run's successor) never sees half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_manifest(release_dir: str, manifest: dict[str, Any]) -> None:
@@ -94,58 +97,110 @@ def read_manifest(release_dir_or_file: str) -> dict[str, Any]:
 
 
 def check_manifest(manifest: Any) -> list[str]:
-    """What is wrong with a manifest's shape (empty when nothing): the reader's contract, in one place."""
+    """What is wrong with a manifest (empty when nothing): the reader's contract, in one place.
+
+    The downloader runs it on bytes from the network before writing anything, so it must not raise
+    on any JSON value; the paths' problems come first, as they are the ones that could do harm.
+    """
     if not isinstance(manifest, dict):
         return ["not a JSON object"]
     if manifest.get("format") != FORMAT:
         return [f"format is {manifest.get('format')!r}, expected {FORMAT!r}"]
     if manifest.get("format_version") != FORMAT_VERSION:
         return [f"format_version {manifest.get('format_version')!r} is not {FORMAT_VERSION} (a newer tool?)"]
-    problems = [f"missing {k!r}" for k in _TOP_KEYS if k not in manifest]
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return ["'files' is not a list"]
+    problems = file_problems(files)
+    problems += [f"missing {k!r}" for k in _TOP_KEYS if k not in manifest]
     if problems:
         return problems
     if not isinstance(manifest["version"], str) or not VERSION_RE.match(manifest["version"]):
         problems.append(f"version {manifest['version']!r} is not X.Y.Z")
-    files = manifest["files"]
-    paths = [f.get("path") for f in files if isinstance(f, dict)]
-    if len(paths) != len(files) or paths != sorted(paths) or len(set(paths)) != len(paths):
+    paths = [f["path"] for f in files]
+    if paths != sorted(paths):
         problems.append("files must be objects with unique paths, sorted by path")
-    for f in files:
-        if not isinstance(f, dict):
-            continue
-        p = f.get("path")
-        if not isinstance(p, str) or not is_safe_relative(p) or p == MANIFEST_FILE:
-            problems.append(f"file path {p!r} is not a relative POSIX path inside the release")
-        if not isinstance(f.get("size"), int) or f["size"] < 0:
-            problems.append(f"{p}: size {f.get('size')!r} is not a byte count")
-        if not isinstance(f.get("sha256"), str) or not SHA256_RE.match(f["sha256"]):
-            problems.append(f"{p}: sha256 {f.get('sha256')!r} is not 64 hex digits")
     listed = set(paths)
-    for stem, shard in manifest["shards"].items():
-        parquet = shard.get("parquet") or {}
-        if parquet.get("path") not in listed:
-            problems.append(f"shard {stem}: its Parquet file {parquet.get('path')!r} is not in files")
+    shards = manifest["shards"]
+    if not isinstance(shards, dict) or not all(isinstance(s, dict) for s in shards.values()):
+        return [*problems, "'shards' is not an object of objects"]
+    for stem, shard in shards.items():
+        parquet = shard.get("parquet")
+        where = parquet.get("path") if isinstance(parquet, dict) else None
+        if where not in listed:
+            problems.append(f"shard {stem}: its Parquet file {where!r} is not in files")
         tar = shard.get("tar")
-        if tar is not None and tar.get("published") and f"{SHARDS_DIR}/{tar.get('name')}" not in listed:
+        if isinstance(tar, dict) and tar.get("published") and f"{SHARDS_DIR}/{tar.get('name')}" not in listed:
             problems.append(f"shard {stem}: its tar is marked published but is not in files")
     return problems
 
 
-def is_safe_relative(path: str) -> bool:
-    """A downloader joins these to a local folder: no absolute paths, no ``..``, no backslashes."""
+def file_problems(files: list[Any]) -> list[str]:
+    """What is wrong with a ``files`` list: entries, paths (see :func:`path_problem`), sizes, digests.
+
+    Two paths that differ only in case, or a path that is also another's folder, cannot both exist
+    on every disk a user downloads to: one would overwrite, or block, the other.
+    """
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            problems.append(f"entry {i} is not an object")
+            continue
+        path, size, sha = entry.get("path"), entry.get("size"), entry.get("sha256")
+        bad = path_problem(path)
+        if bad:
+            problems.append(f"file path {path!r} is not a relative POSIX path inside the release: it {bad}")
+            continue
+        folded = path.casefold()
+        if folded in seen:
+            problems.append(f"file path {path!r} repeats {seen[folded]!r}")
+            continue
+        seen[folded] = path
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            problems.append(f"{path}: size {size!r} is not a byte count")
+        if not isinstance(sha, str) or not SHA256_RE.match(sha):
+            problems.append(f"{path}: sha256 {sha!r} is not 64 lowercase hex digits")
+    for path in seen.values():
+        parts = path.split("/")
+        for n in range(len(parts) - 1, 0, -1):
+            folder = "/".join(parts[:n]).casefold()
+            if folder in seen:
+                problems.append(f"file path {seen[folder]!r} is also a folder of {path!r}")
+                break
+    return problems
+
+
+def path_problem(path: Any) -> str | None:
+    """Why a manifest path cannot be joined to a local folder (a phrase after "it"), or None.
+
+    Besides :func:`is_safe_relative`, a path must not name what the downloader writes itself.
+    """
+    if not isinstance(path, str) or not path:
+        return "is empty or not a string"
+    if "\\" in path or any(ord(c) < 32 for c in path):
+        return "contains a backslash or a control character"
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return "is absolute"
     parts = path.split("/")
-    return (
-        bool(path)
-        and not path.startswith("/")
-        and "\\" not in path
-        and all(p not in ("", ".", "..") for p in parts)
-    )
+    if ".." in parts:
+        return "contains '..'"
+    if any(p in ("", ".") for p in parts):
+        return "has an empty or '.' component"
+    if path.casefold() in RESERVED_NAMES:
+        return f"names {path}, which the downloader writes itself"
+    if path.casefold().endswith((PART_SUFFIX, SIDECAR_SUFFIX)):
+        return f"ends in {PART_SUFFIX} or {SIDECAR_SUFFIX} (the downloader's unfinished files)"
+    return None
+
+
+def is_safe_relative(path: str) -> bool:
+    """Whether a release may publish ``path``: a downloader joins it to its folder (:func:`path_problem`)."""
+    return path_problem(path) is None
 
 
 def verify_files(release_dir: str, entries: Iterable[dict[str, Any]]) -> list[str]:
     """Problems (missing, wrong size, wrong sha256) of files on disk against their manifest entries."""
-    from imagenet_captions.fsio import sha256_file
-
     problems = []
     for e in entries:
         path = os.path.join(release_dir, *e["path"].split("/"))
