@@ -73,6 +73,17 @@ def open_read(path: str) -> IO[bytes]:
     return open(path, "rb")  # noqa: SIM115 - the caller owns it
 
 
+def size(path: str) -> int | None:
+    """Bytes in a file, or None when there is none (one ``stat``, or one object-store listing)."""
+    if not is_remote(path):
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+    (result,) = _filesystems().match([path])
+    return next((m.size_in_bytes for m in result.metadata_list if m.path == path), None)
+
+
 def read_bytes(path: str) -> bytes:
     with open_read(path) as f:
         return f.read()

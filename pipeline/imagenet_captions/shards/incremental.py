@@ -40,12 +40,16 @@ def recorded_shards(shard_dir: str) -> tuple[int | None, dict[str, dict[str, Any
 
 
 def is_current(entry: dict[str, Any] | None, digest: str, shard_dir: str) -> bool:
-    """True when a recorded shard has this input digest and all its files: it is kept as it is."""
-    return bool(
-        entry
-        and entry["digest"] == digest
-        and all(fsio.exists(fsio.join(shard_dir, f)) for f in entry["files"])
-    )
+    """True when a recorded shard has this input digest and all its files, of the recorded sizes (a
+    file cut short by a power loss is not kept): the shard is kept as it is."""
+    if not entry or entry["digest"] != digest:
+        return False
+    sizes = entry.get("sizes", {})
+    for name in entry["files"]:
+        size = fsio.size(fsio.join(shard_dir, name))
+        if size is None or (name in sizes and sizes[name] != size):
+            return False
+    return True
 
 
 def record_commit(shard_dir: str, entry: dict[str, Any], num_shards: int) -> None:

@@ -48,6 +48,8 @@ class ShardResult:
     dropped: list[tuple[str, str, str]] = field(default_factory=list)
     digest: str = ""
     files: list[str] = field(default_factory=list)
+    #: bytes of each file, recorded with the shard so a rerun can tell a whole file from one cut short
+    sizes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     kept: bool = False
 
@@ -58,6 +60,7 @@ class ShardResult:
             "dropped": self.dropped,
             "digest": self.digest,
             "files": self.files,
+            "sizes": self.sizes,
             "seconds": self.seconds,
             "kept": self.kept,
         }
@@ -70,6 +73,7 @@ class ShardResult:
             [tuple(x) for x in d["dropped"]],  # type: ignore[misc]
             d["digest"],
             d["files"],
+            d.get("sizes", {}),
             d.get("seconds", 0.0),
             d.get("kept", False),
         )
@@ -101,15 +105,13 @@ def to_json_bytes(obj: Any) -> bytes:
 
 
 def _commit(tmp: str, final: str) -> None:
-    """Rename a finished tar into place, durably, as :func:`fsio.atomic_write` does for the files it
-    writes (the tar is written by :class:`TarWriter` on a descriptor of its own, not a file object)."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Rename a finished shard file into place: a reader sees it whole or not at all.
+
+    Unlike :func:`fsio.atomic_write`'s reports and manifests, shard files are not fsync'd: waiting for
+    the disk after every shard would stall the writer for as long as writing it took (docs/shards.md).
+    A process crash cannot tear them (the page cache outlives the process); for a power cut, each
+    shard's recorded sizes let the rerun tell a file cut short and write that shard again."""
     os.replace(tmp, final)
-    fsio.fsync_dir(os.path.dirname(final))
 
 
 class TarWriter:
@@ -346,11 +348,13 @@ def write_shard(
                 rows.append(row)
         _commit(tmp, tar_path)
         result.files.append(f"{stem}.tar")
+        result.sizes[f"{stem}.tar"] = os.path.getsize(tar_path)
     else:
         rows = [{k: v for k, v in record.items() if k != "expect"} for record, _ in samples]
     parquet_path = os.path.join(out_dir, f"{stem}.parquet")
     fsio.write_parquet_atomic(schema.to_table(rows), parquet_path, compression="zstd")
     result.files.append(f"{stem}.parquet")
+    result.sizes[f"{stem}.parquet"] = os.path.getsize(parquet_path)
     result.written = len(rows)
     return result
 
