@@ -18,6 +18,7 @@ from typing import Any
 
 import ijson
 
+from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr import store
 
@@ -28,15 +29,13 @@ def export_release(responses_dir: str, path: str, as_of: datetime | None = None)
     """Write the store's ``ok`` images as a release-format JSON list (the five release fields, sorted
     by image id), to a temporary name then renamed. Returns the number of records."""
     n = 0
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("[")
+    with fsio.atomic_write(path) as f:
+        f.write(b"[")
         for record in store.iter_release_records(responses_dir, as_of):
-            f.write(",\n" if n else "\n")
-            f.write(json.dumps({k: record[k] for k in RELEASE_FIELDS}, ensure_ascii=False))
+            f.write(b",\n" if n else b"\n")
+            f.write(json.dumps({k: record[k] for k in RELEASE_FIELDS}, ensure_ascii=False).encode("utf-8"))
             n += 1
-        f.write("\n]\n")
-    os.replace(tmp, path)
+        f.write(b"\n]\n")
     return n
 
 
@@ -156,7 +155,4 @@ def diff_release(
 
 
 def write_diff(report: dict[str, Any], path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, ensure_ascii=False)
-    os.replace(tmp, path)
+    fsio.write_json_atomic(path, report)
