@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 import imagenet_captions
+from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import sha256_file
 from imagenet_captions.locks import folder_lock
@@ -92,15 +93,13 @@ class ReleaseOptions:
 
 def _copy_and_hash(src: str, dst: str) -> tuple[str, int]:
     """Copy ``src`` to ``dst`` (temporary name, then rename) and hash the bytes as they pass, in one read."""
-    tmp = f"{dst}.tmp"
     h, size = hashlib.sha256(), 0
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+    with open(src, "rb") as fin, fsio.atomic_write(dst) as fout:
         while block := fin.read(_COPY_CHUNK):
             h.update(block)
             fout.write(block)
             size += len(block)
-    shutil.copymode(src, tmp)
-    os.replace(tmp, dst)
+    shutil.copymode(src, dst)
     return h.hexdigest(), size
 
 

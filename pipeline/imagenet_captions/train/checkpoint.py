@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 
 FORMAT = "imagenet-captions-checkpoint"
@@ -37,9 +38,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``payload`` to ``path`` atomically (temporary name, then rename): no half checkpoints."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
-    os.replace(tmp, path)
+    with fsio.atomic_write(str(path)) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
     return path
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.train import checkpoint as ckpt_mod
 from imagenet_captions.train.data import Augment, LoaderConfig, ShardLoader, ShardSpec, resolve_shards
@@ -366,8 +367,8 @@ def save(run: Run) -> None:
     if not run.is_main:
         return
     path = ckpt_mod.save_checkpoint(payload, run.checkpoints / f"step_{run.position.step:08d}.pt")
-    shutil.copyfile(path, run.checkpoints / "latest.pt.tmp")
-    os.replace(run.checkpoints / "latest.pt.tmp", run.checkpoints / "latest.pt")
+    with open(path, "rb") as src, fsio.atomic_write(str(run.checkpoints / "latest.pt")) as dst:
+        shutil.copyfileobj(src, dst, 1 << 22)
     keep = run.options.keep_checkpoints
     if keep > 0:
         for old in sorted(run.checkpoints.glob("step_*.pt"))[:-keep]:
