@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import fcntl
 import json
 import os
 import threading
@@ -21,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 
 from imagenet_captions import fsio
-from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr.segments import SEGMENT, StoredAnswer, dedup, read_journal, to_table
+from imagenet_captions.locks import folder_lock
 
 
 class JournalWriter:
@@ -180,14 +179,7 @@ def recover(directory: str) -> int:
 
 @contextlib.contextmanager
 def store_lock(directory: str) -> Iterator[None]:
-    """One harvest at a time per store (two would both ask for the same photos)."""
-    os.makedirs(directory, exist_ok=True)
-    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another harvest is writing to {directory}") from None
+    """One harvest at a time per store (two would both ask for the same photos); the one refused
+    is told which process holds it."""
+    with folder_lock(directory, "harvest"):
         yield
-    finally:
-        os.close(fd)
