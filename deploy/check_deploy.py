@@ -1,7 +1,10 @@
 """Static checks of the Flink and Dataflow deployments (run by the tests; no Docker, Java or cloud).
 
 - the compose file and the template metadata parse;
-- every Beam image (SDK workers, job server) names the same Beam release;
+- every Beam image (SDK workers, job server) names the same Beam release, the installed one;
+- the Flink cluster's version is one the installed Beam publishes a Flink job server for, and the
+  job server is the one built for that Flink version;
+- the Dataflow script's worker image is tagged with the package's version;
 - each Dockerfile copies only paths that exist in the repository;
 - the Flex Template's parameters are options of ``imagenet-captions build``, and the documented
   command lines parse: our options by the build parser, the rest as Beam pipeline options.
@@ -23,10 +26,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 BEAM_IMAGE = re.compile(r"apache/beam_[a-z0-9_.]+:(\d+\.\d+\.\d+)")
+FLINK_IMAGE = re.compile(r"^flink:(\d+\.\d+)(?:[.-]|$)")
+JOB_SERVER_IMAGE = re.compile(r"^apache/beam_flink(\d+\.\d+)_job_server:(\S+)$")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from imagenet_captions.build import add_arguments
+    from imagenet_captions.build.command import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -37,6 +42,67 @@ def _documented_commands(text: str) -> list[list[str]]:
     """The `imagenet-captions build ...` command lines in a README or compose file (with continuations)."""
     joined = re.sub(r"\\\s*\n\s*#?\s*", " ", text)
     return [shlex.split(m) for m in re.findall(r"imagenet-captions build\s+(--metadata[^\n`]+)", joined)]
+
+
+def check_versions(compose: dict) -> list[str]:
+    """Versions that must agree with the installed Beam and package (a mismatch fails only on a cluster)."""
+    import apache_beam
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+    import imagenet_captions
+
+    problems = []
+    beam = apache_beam.__version__
+    supported = list(FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS)
+    files = [
+        DEPLOY / "flink" / "docker-compose.yml",
+        DEPLOY / "flink" / "Dockerfile.worker",
+        DEPLOY / "dataflow" / "Dockerfile",
+    ]
+    for f in files:
+        for version in BEAM_IMAGE.findall(f.read_text()):
+            if version != beam:
+                problems.append(
+                    f"{f.relative_to(DEPLOY.parent)} names Beam {version}; the installed apache-beam is {beam}"
+                )
+    images = {name: str(svc.get("image", "")) for name, svc in compose["services"].items()}
+    flink = {name: m.group(1) for name, image in images.items() if (m := FLINK_IMAGE.match(image))}
+    if set(flink) != {"jobmanager", "taskmanager"}:
+        problems.append(
+            f"flink compose file: jobmanager and taskmanager must run a flink image, not {images}"
+        )
+    if len(set(flink.values())) > 1:
+        problems.append(f"flink compose file: the cluster's services run different Flink versions: {flink}")
+    for name, version in flink.items():
+        if version not in supported:
+            problems.append(
+                f"flink compose file: {name} runs Flink {version}; Beam {beam} supports Flink {', '.join(supported)}"
+            )
+    server = JOB_SERVER_IMAGE.match(images.get("job-server", ""))
+    if server is None:
+        problems.append(
+            f"flink compose file: job-server is not a Beam Flink job server image: {images.get('job-server')}"
+        )
+    else:
+        server_flink, server_beam = server.groups()
+        if server_beam != beam:
+            problems.append(f"flink job server is tagged {server_beam}; the installed apache-beam is {beam}")
+        if flink and server_flink not in flink.values():
+            problems.append(
+                f"flink job server is built for Flink {server_flink}; the cluster runs {sorted(set(flink.values()))}"
+            )
+        if server_flink not in supported:
+            problems.append(
+                f"flink job server is for Flink {server_flink}; Beam {beam} supports {', '.join(supported)}"
+            )
+    run_sh = (DEPLOY / "dataflow" / "run.sh").read_text()
+    version = re.search(r"^VERSION=(\S+)$", run_sh, flags=re.M)
+    if version is None or version.group(1) != imagenet_captions.__version__:
+        problems.append(
+            f"dataflow/run.sh tags the worker image {version.group(1) if version else '(no VERSION)'}; "
+            f"the package is {imagenet_captions.__version__}"
+        )
+    return problems
 
 
 def check() -> list[str]:
@@ -60,6 +126,7 @@ def check() -> list[str]:
                     problems.append(
                         f"{dockerfile.relative_to(DEPLOY.parent)} copies {path}, which does not exist"
                     )
+    problems += check_versions(compose)
     parser = _build_parser()
     metadata = json.loads((DEPLOY / "dataflow" / "metadata.json").read_text())
     known = {a.dest for a in parser._actions}

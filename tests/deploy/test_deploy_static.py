@@ -1,6 +1,7 @@
 """The Flink and Dataflow deployments, checked statically (their engines need Java, Docker or a cloud)."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,15 +18,52 @@ def test_deployments_are_consistent():
     assert _checker().check() == []
 
 
-def test_checker_finds_a_bad_option(tmp_path, monkeypatch):
+def _copy(tmp_path, monkeypatch):
+    """The checker, looking at a copy of deploy/ that a test may break."""
     checker = _checker()
     deploy = tmp_path / "deploy"
     for sub in ("flink", "dataflow"):
         (deploy / sub).mkdir(parents=True)
         for f in (ROOT / "deploy" / sub).iterdir():
             (deploy / sub / f.name).write_text(f.read_text())
+    monkeypatch.setattr(checker, "DEPLOY", deploy)
+    return checker, deploy
+
+
+def test_checker_finds_a_bad_option(tmp_path, monkeypatch):
+    checker, deploy = _copy(tmp_path, monkeypatch)
     readme = deploy / "flink" / "README.md"
     readme.write_text(readme.read_text().replace("--parallelism 8", "--paralelism 8"))
-    monkeypatch.setattr(checker, "DEPLOY", deploy)
     problems = checker.check()
     assert any("not Beam options: ['--paralelism'" in p for p in problems), problems
+
+
+def test_flink_and_beam_versions_are_checked(tmp_path, monkeypatch):
+    import apache_beam
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+    checker, deploy = _copy(tmp_path, monkeypatch)
+    compose = deploy / "flink" / "docker-compose.yml"
+    text = compose.read_text()
+    (cluster,) = set(re.findall(r"image: flink:(\d+\.\d+)", text))
+    assert cluster in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+    assert f"apache/beam_flink{cluster}_job_server:{apache_beam.__version__}" in text
+
+    compose.write_text(text.replace(f"flink:{cluster}-", "flink:1.15-"))
+    problems = checker.check()
+    assert any("runs Flink 1.15; Beam" in p for p in problems), problems
+    assert any(
+        f"job server is built for Flink {cluster}; the cluster runs ['1.15']" in p for p in problems
+    ), problems
+
+    compose.write_text(text.replace(f"_job_server:{apache_beam.__version__}", "_job_server:2.50.0"))
+    problems = checker.check()
+    assert any("job server is tagged 2.50.0" in p for p in problems), problems
+    assert any("names Beam 2.50.0" in p for p in problems), problems
+
+
+def test_the_dataflow_worker_tag_is_the_package_version(tmp_path, monkeypatch):
+    checker, deploy = _copy(tmp_path, monkeypatch)
+    run_sh = deploy / "dataflow" / "run.sh"
+    run_sh.write_text(re.sub(r"^VERSION=.*$", "VERSION=0.0.9", run_sh.read_text(), flags=re.M))
+    assert any("tags the worker image 0.0.9" in p for p in checker.check())

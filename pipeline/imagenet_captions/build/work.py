@@ -79,6 +79,8 @@ def read_part(plan: BuildPlan, stage: TextStage | None, part: Any) -> Iterator[T
             assert stage is not None
             yield from _text_outcome(plan, tally, stage.process(item))
     trace.note("read", part)
+    if tally.text is not None:
+        trace.note("clean", part)
     yield TALLY, tally
 
 
