@@ -90,39 +90,40 @@ def _only(tagged: beam.PCollection, tag: str, label: str) -> beam.PCollection:
 
 
 def build_graph(p: beam.Pipeline, plan: BuildPlan) -> None:
-    read = (
-        p
+    units = {
+        "Read": p
         | "MetadataParts" >> beam.Create(plan.read_parts)
         | "SpreadMetadataParts" >> beam.Reshuffle()
         | "ReadAndClean" >> beam.ParDo(ReadAndCleanFn(plan))
-    )
-    tagged = [read]
+    }
     if plan.config.text.owner_duplicates != "keep" and not plan.source.prepared:
-        owners = (
-            _only(read, work.OWNER, "Owners")
+        units["Owners"] = (
+            _only(units["Read"], work.OWNER, "Owners")
             | "GroupByOwner" >> beam.GroupByKey()
             | "FinishOwners" >> beam.ParDo(FinishOwnersFn(plan))
         )
-        tagged.append(owners)
     if plan.with_images:
-        listed = (
+        units["Listed"] = (
             p
             | "ImageParts" >> beam.Create(plan.listing_parts)
             | "SpreadImageParts" >> beam.Reshuffle()
             | "ListImages" >> beam.ParDo(ListImagesFn(plan))
         )
-        tagged.append(listed)
-    tagged.append(p | "Seeds" >> beam.Create(list(work.seeds(plan))))
-    units = tagged | "AllUnits" >> beam.Flatten()
+    # Each unit's output is split where it is made: its shard items go to the shuffle, its tally
+    # to Finalize (one consumer of everything would make the in-process runner hold it all).
+    seeds = p | "Seeds" >> beam.Create([item for _, item in work.seeds(plan)])
+    to_shards = [_only(u, work.SHARD, f"{name}ToShards") for name, u in units.items()]
     written = (
-        _only(units, work.SHARD, "ToShards")
+        [*to_shards, seeds]
+        | "AllToShards" >> beam.Flatten()
         | "ByShard" >> beam.GroupByKey()
         | "WriteShard" >> beam.ParDo(WriteShardFn(plan))
     )
+    tallies = [_only(u, work.TALLY, f"{name}Tallies") for name, u in units.items()]
     _ = (
-        (units, written)
+        [*tallies, _only(written, work.TALLY, "WrittenTallies")]
         | "AllTallies" >> beam.Flatten()
-        | "Tallies" >> beam.FlatMap(lambda tv: [(None, tv[1])] if tv[0] == work.TALLY else [])
+        | "OneKey" >> beam.Map(lambda tally: (None, tally))
         | "Gather" >> beam.GroupByKey()
         | "Finalize" >> beam.ParDo(FinalizeFn(plan))
     )
