@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import imagenet_captions
-from imagenet_captions import runners, trace
+from imagenet_captions import dask_runner, trace
 
 DASK = Path(sys.executable).with_name("dask")
 HERE = Path(__file__).resolve().parent
@@ -34,14 +34,14 @@ def freeze_package(dest: Path, tries: int = 5) -> Path:
     PYTHONPATH. The copy is retried if the tree changed between this process's fingerprint and the
     copy (someone saved a file meanwhile)."""
     source = Path(imagenet_captions.__file__).resolve().parent
-    mine = runners.source_fingerprint()
+    mine = dask_runner.source_fingerprint()
     for _ in range(tries):
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(
             source, dest / "pipeline" / "imagenet_captions", ignore=shutil.ignore_patterns("__pycache__")
         )
         shutil.copytree(source.parents[1] / "schemas", dest / "schemas")
-        if runners.fingerprint_of(dest / "pipeline" / "imagenet_captions") == mine:
+        if dask_runner.fingerprint_of(dest / "pipeline" / "imagenet_captions") == mine:
             return dest / "pipeline"
         time.sleep(1)
     raise RuntimeError(

@@ -19,7 +19,7 @@ from dask_cluster import DaskCluster, pythonpath
 from scaleout_helpers import NoteGroup, NotePart
 
 import imagenet_captions
-from imagenet_captions import runners, trace
+from imagenet_captions import dask_runner, runners, trace
 from imagenet_captions.errors import UsageError
 
 PARTS = 1000
@@ -133,13 +133,13 @@ def test_create_elements_become_tasks_and_the_group_keeps_partitions():
     assert DaskOptions._extract_bag_kwargs(opts) == {"partition_size": 1}
     # A client with no workers, current while the graph is made, as the runner does (task shuffle).
     with Client(processes=False, n_workers=0, dashboard_address=None) as client, client.as_current():
-        last = runners._dask_runner_class().translate(_parts_pipeline(args), PipelineOptions(args), threads=2)
+        last = dask_runner._dask_runner_class().translate(_parts_pipeline(args), PipelineOptions(args), threads=2)
         layers = {name: len(layer) for name, layer in last.__dask_graph__().layers.items()}
         (optimized,) = dask.optimize(last)  # what the runner submits: chains of tasks fused
         tasks = len(optimized.__dask_graph__())
     # Each of the 1,000 parts is a task of its own; the grouping is cut into 4 partitions a thread.
     assert PARTS in [n for name, n in layers.items() if name.startswith("from_sequence")], layers
-    assert last.npartitions == runners.group_partitions(2) == 8
+    assert last.npartitions == dask_runner.group_partitions(2) == 8
     assert tasks < 3 * PARTS, tasks  # Beam's translation as it is: ~66,000 tasks, mostly the shuffle
     # Beam's own default would have put 128 parts in a partition: 8 tasks for 1,000 class folders.
     default = DaskRunner.to_dask_bag_visitor({})
@@ -229,9 +229,9 @@ def test_the_fingerprint_sees_an_edit(tmp_path: Path):
     shutil.copytree(
         Path(imagenet_captions.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__")
     )
-    before = runners.fingerprint_of(copy)
+    before = dask_runner.fingerprint_of(copy)
     (copy / "__pycache__").mkdir(exist_ok=True)
     (copy / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"compiled")
-    assert runners.fingerprint_of(copy) == before
+    assert dask_runner.fingerprint_of(copy) == before
     (copy / "fsio.py").write_text((copy / "fsio.py").read_text() + "\n# edited\n")
-    assert runners.fingerprint_of(copy) != before
+    assert dask_runner.fingerprint_of(copy) != before
