@@ -103,7 +103,7 @@ def make_plan(config: BuildConfig, workers: int = 1) -> BuildPlan:
     with_images = config.imagenet is not None
     shard_dir = fsio.join(config.out, layout.SHARD_DIR if with_images else layout.CAPTIONS_DIR)
     recorded, previous = incremental.recorded_shards(shard_dir)
-    image = config.image
+    image, publisher = config.image, {}
     if source.prepared:  # a text release: the publisher's shard count and image options, so bytes match
         publisher = source.build_options()  # type: ignore[attr-defined]
         image = ImageOptions(**publisher["image"])
@@ -116,6 +116,8 @@ def make_plan(config: BuildConfig, workers: int = 1) -> BuildPlan:
         wanted = config.num_shards
     num_shards = _num_shards(wanted, recorded, input_records, config, shard_dir)
     class_list = _class_list(config)
+    if source.prepared and "classes" in publisher:  # the publisher's class list decides the labels
+        class_list = classes.ClassList(publisher["classes"]["wnids"], publisher["classes"]["source"])
     listing = imagenet.plan_listing(config.imagenet, class_list) if with_images else []
     return BuildPlan(
         config=config,
