@@ -88,3 +88,17 @@ def test_bad_class_options_are_one_line(tree21k, tmp_path, capsys):
         assert main(["build", "--metadata", meta, "--out", str(tmp_path / "x"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all("--classes" in line for line in err)
+
+
+@pytest.mark.slow
+def test_a_text_release_of_a_21k_build_rebuilds_with_the_publishers_labels(tree21k, tmp_path):
+    from imagenet_captions.release.publish import ReleaseOptions, make_release
+
+    meta, train = f"release:{tree21k / 'captions.json'}", str(tree21k / "train")
+    run_build(BuildConfig(metadata=meta, imagenet=train, out=str(tmp_path / "pub"), classes="all"))
+    make_release(ReleaseOptions(build=str(tmp_path / "pub"), out=str(tmp_path / "rel"), date="2026-01-01"))
+    rep = run_build(BuildConfig(metadata=f"text-release:{tmp_path / 'rel'}", imagenet=train, out=str(tmp_path / "re")))
+    assert rep["written"] == N_CLASSES and rep["accounting_problems"] == []
+    assert _labels(tmp_path / "re") == _labels(tmp_path / "pub")
+    for name in ("00000.tar", "sizes.json"):
+        assert (tmp_path / "re" / "shards" / name).read_bytes() == (tmp_path / "pub" / "shards" / name).read_bytes()
