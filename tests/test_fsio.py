@@ -2,7 +2,7 @@
 
 Every output of the project (shards, reports, manifests, the response store's parts, eval results)
 goes through ``fsio.atomic_write``, so these properties are tested once, here, for local paths and
-for an object store (a Beam FileSystem registered for ``fsiotestfs://``, backed by a local folder).
+for an object store (``imagenet_captions.testing.object_store``: ``testfs://``, backed by a local folder).
 """
 
 from __future__ import annotations
@@ -17,52 +17,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.io.filesystem import BeamIOError, FileMetadata
-from apache_beam.io.localfilesystem import LocalFileSystem
 
 from imagenet_captions import fsio
+from imagenet_captions.testing import object_store
 
-PREFIX = "fsiotestfs://"
-
-
-def _local(path: str) -> str:
-    return path[len(PREFIX) :] if path.startswith(PREFIX) else path
-
-
-class FsioTestFileSystem(LocalFileSystem):
-    """``fsiotestfs:///abs/path`` -> ``/abs/path`` (its own scheme: Beam refuses two for one)."""
-
-    @classmethod
-    def scheme(cls) -> str:
-        return "fsiotestfs"
-
-    def create(self, path, *args, **kwargs):
-        return super().create(_local(path), *args, **kwargs)
-
-    def open(self, path, *args, **kwargs):
-        return super().open(_local(path), *args, **kwargs)
-
-    def exists(self, path):
-        return super().exists(_local(path))
-
-    def rename(self, source_file_names, destination_file_names):
-        return super().rename([_local(p) for p in source_file_names], [_local(p) for p in destination_file_names])
-
-    def delete(self, paths):
-        # LocalFileSystem.delete matches first, and our match answers with the scheme: delete directly.
-        missing = {p: FileNotFoundError(p) for p in paths if not os.path.exists(_local(p))}
-        if missing:
-            raise BeamIOError("Delete operation failed", missing)
-        for p in paths:
-            os.remove(_local(p))
-
-    def match(self, patterns, limits=None):
-        results = super().match([_local(p) for p in patterns], limits)
-        for r in results:
-            r.metadata_list = [
-                FileMetadata(PREFIX + m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in r.metadata_list
-            ]
-        return results
+PREFIX = object_store.PREFIX
 
 
 class Boom(Exception):

@@ -11,57 +11,12 @@ import os
 import shutil
 from pathlib import Path
 
-from apache_beam.io.filesystem import BeamIOError, FileMetadata
-from apache_beam.io.localfilesystem import LocalFileSystem
-
 from imagenet_captions import fsio
 from imagenet_captions.build import BuildConfig, run_build
 from imagenet_captions.shards.validate import validate_build
+from imagenet_captions.testing import object_store
 
-PREFIX = "testfs://"
-
-
-def _local(path: str) -> str:
-    return path[len(PREFIX) :] if path.startswith(PREFIX) else path
-
-
-class PrefixedLocalFileSystem(LocalFileSystem):
-    """``testfs:///abs/path`` -> ``/abs/path``; match results keep the scheme, as GCS's do."""
-
-    @classmethod
-    def scheme(cls) -> str:
-        return "testfs"
-
-    def create(self, path, *args, **kwargs):
-        return super().create(_local(path), *args, **kwargs)
-
-    def open(self, path, *args, **kwargs):
-        return super().open(_local(path), *args, **kwargs)
-
-    def exists(self, path):
-        return super().exists(_local(path))
-
-    def rename(self, source_file_names, destination_file_names):
-        return super().rename(
-            [_local(p) for p in source_file_names], [_local(p) for p in destination_file_names]
-        )
-
-    def delete(self, paths):
-        # LocalFileSystem.delete matches each path through self.match, which adds the scheme back.
-        for p in paths:
-            local = _local(p)
-            if not os.path.exists(local):
-                raise BeamIOError("Delete operation failed", {p: FileNotFoundError(local)})
-            shutil.rmtree(local) if os.path.isdir(local) else os.remove(local)
-
-    def match(self, patterns, limits=None):
-        results = super().match([_local(p) for p in patterns], limits)
-        for r in results:
-            r.metadata_list = [
-                FileMetadata(PREFIX + m.path, m.size_in_bytes, m.last_updated_in_seconds)
-                for m in r.metadata_list
-            ]
-        return results
+PREFIX = object_store.PREFIX
 
 
 def _digests(shard_dir: Path) -> dict[str, str]:
@@ -121,8 +76,6 @@ def test_tar_source_in_an_object_store(sample_dir, sample_tar, tmp_path):
 def test_a_replaced_object_rebuilds_its_shard_and_validate_reads_the_store(sample_dir, tmp_path):
     """An object's identity is its size and update time: a new upload of an image, even of the same
     size, changes its shard's input digest. validate reads a build in the store (not "not a build")."""
-    import os
-    import shutil
 
     train = tmp_path / "train"
     shutil.copytree(sample_dir / "train", train)

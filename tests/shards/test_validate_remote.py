@@ -1,8 +1,7 @@
 """``validate`` on a build in an object store, and the checks a crash or an empty shard needs.
 
-A Beam FileSystem registered for ``validatefs://`` serves a local folder (its own scheme: Beam
-refuses two FileSystems for one scheme, and tests/build registers ``testfs``), so validate's reads
-go through Beam as they would for ``gs://``. Before validate read through fsio, every such path
+The ``testfs://`` FileSystem of ``imagenet_captions.testing.object_store`` serves a local folder,
+so validate's reads go through Beam as they would for ``gs://``. Before validate read through fsio, every such path
 was "not a build output".
 """
 
@@ -14,54 +13,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from apache_beam.io.filesystem import BeamIOError, FileMetadata
-from apache_beam.io.localfilesystem import LocalFileSystem
 
 from imagenet_captions import fsio
 from imagenet_captions.build import BuildConfig, run_build
 from imagenet_captions.cli import main
 from imagenet_captions.shards.validate import validate_build
+from imagenet_captions.testing import object_store
 
-PREFIX = "validatefs://"
-
-
-def _local(path: str) -> str:
-    return path[len(PREFIX) :] if path.startswith(PREFIX) else path
-
-
-class ValidateTestFileSystem(LocalFileSystem):
-    """``validatefs:///abs/path`` -> ``/abs/path``; match results keep the scheme, as GCS's do."""
-
-    @classmethod
-    def scheme(cls) -> str:
-        return "validatefs"
-
-    def create(self, path, *args, **kwargs):
-        return super().create(_local(path), *args, **kwargs)
-
-    def open(self, path, *args, **kwargs):
-        return super().open(_local(path), *args, **kwargs)
-
-    def exists(self, path):
-        return super().exists(_local(path))
-
-    def rename(self, source_file_names, destination_file_names):
-        return super().rename([_local(p) for p in source_file_names], [_local(p) for p in destination_file_names])
-
-    def delete(self, paths):
-        missing = {p: FileNotFoundError(p) for p in paths if not os.path.exists(_local(p))}
-        if missing:
-            raise BeamIOError("Delete operation failed", missing)
-        for p in paths:
-            os.remove(_local(p))
-
-    def match(self, patterns, limits=None):
-        results = super().match([_local(p) for p in patterns], limits)
-        for r in results:
-            r.metadata_list = [
-                FileMetadata(PREFIX + m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in r.metadata_list
-            ]
-        return results
+PREFIX = object_store.PREFIX
 
 
 @pytest.fixture(scope="module")
