@@ -10,8 +10,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_bench_shards_writer_alone_runs(tmp_path):
-    """On the benchmark's data shape: class folders of JPEGs, a release record for each image."""
+def _tree(tmp_path: Path) -> Path:
+    """The benchmarks' data shape: class folders of JPEGs, a release record for each image."""
     import io
     import json
 
@@ -28,8 +28,12 @@ def test_bench_shards_writer_alone_runs(tmp_path):
             (tmp_path / "in" / wnid / f"{wnid}_{n}.JPEG").write_bytes(buf.getvalue())
             records.append({"filename": f"{wnid}_{n}.JPEG", "title": "t", "tags": ["a"], "description": "", "wnid": wnid})
     (tmp_path / "in" / "imagenet_captions.json").write_text(json.dumps(records))
+    return tmp_path / "in"
+
+
+def test_bench_shards_writer_alone_runs(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "bench_shards.py"), "--_writer", str(tmp_path / "in"), str(tmp_path / "out")],
+        [sys.executable, str(BENCH / "bench_shards.py"), "--_writer", str(_tree(tmp_path)), str(tmp_path / "out")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -47,3 +51,14 @@ def test_bench_text_reads_records_through_the_release_reader():
         timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == "200", proc.stderr[-2000:]
+
+
+def test_bench_shard_writer_runs(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_shard_writer.py"), "--data", str(_tree(tmp_path)), "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "without the sha256" in proc.stdout and "with an fsync" in proc.stdout
