@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -302,31 +303,47 @@ def _rerun_writes_only_the_missing(
     assert digests(out) == digests(reference)
 
 
-def test_killing_a_worker_mid_build(
-    tree: Path, fresh_dask_cluster: DaskCluster, frozen_code: Path, tmp_path: Path
-):
-    """The build completes byte-identical, or fails in one line and a rerun writes only what is missing."""
+def _build_and_kill(
+    tree: Path, cluster: DaskCluster, frozen_code: Path, tmp_path: Path, kill: Callable[[], None]
+) -> tuple[subprocess.Popen, str, str, Path, Path, Path, int]:
+    """A 32-shard Dask build of ``tree``, and ``kill()`` called once a shard is written: returns the
+    finished process, its stderr, and what a rerun needs (metadata, ImageNet, output, the in-process
+    reference, the shard count). No shard is ever visible before it is whole."""
     metadata, imagenet, shards = f"release:{tree / 'imagenet_captions.json'}", tree / "train", 32
     reference = tmp_path / "in-process"
     ok(build(frozen_code, metadata, imagenet, reference, "--num-shards", str(shards)))
     out = tmp_path / "dask"
-    fresh_dask_cluster.reset_trace()
+    cluster.reset_trace()
     with ShardWatcher(out / layout.SHARD_DIR) as watcher:
         proc = start_build(
             frozen_code, metadata, imagenet, out, "--num-shards", str(shards),
-            "--runner", "dask", "--dask-address", fresh_dask_cluster.address,
+            "--runner", "dask", "--dask-address", cluster.address,
         )  # fmt: skip
         try:
-            _wait_for_writes(fresh_dask_cluster, proc, 1)
-            victim = fresh_dask_cluster.workers[0]
-            os.kill(victim.pid, signal.SIGKILL)
-            victim.wait(timeout=10)
+            _wait_for_writes(cluster, proc, 1)
+            kill()
             _, stderr = proc.communicate(timeout=BUILD_TIMEOUT_S)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     watcher.assert_never_partial()
+    return proc, stderr, metadata, imagenet, out, reference, shards
+
+
+def test_killing_a_worker_mid_build(
+    tree: Path, fresh_dask_cluster: DaskCluster, frozen_code: Path, tmp_path: Path
+):
+    """The build completes byte-identical, or fails in one line and a rerun writes only what is missing."""
+
+    def kill() -> None:
+        victim = fresh_dask_cluster.workers[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+
+    proc, stderr, metadata, imagenet, out, reference, shards = _build_and_kill(
+        tree, fresh_dask_cluster, frozen_code, tmp_path, kill
+    )
     if proc.returncode == 0:
         assert digests(out) == digests(reference)
         assert _stray_files(out / layout.SHARD_DIR) == []
@@ -342,25 +359,10 @@ def test_killing_the_scheduler_fails_in_one_line_and_a_rerun_writes_only_the_mis
 ):
     from dask_cluster import start_cluster
 
-    metadata, imagenet, shards = f"release:{tree / 'imagenet_captions.json'}", tree / "train", 32
-    reference = tmp_path / "in-process"
-    ok(build(frozen_code, metadata, imagenet, reference, "--num-shards", str(shards)))
-    out = tmp_path / "dask"
-    fresh_dask_cluster.reset_trace()
-    with ShardWatcher(out / layout.SHARD_DIR) as watcher:
-        proc = start_build(
-            frozen_code, metadata, imagenet, out, "--num-shards", str(shards),
-            "--runner", "dask", "--dask-address", fresh_dask_cluster.address,
-        )  # fmt: skip
-        try:
-            _wait_for_writes(fresh_dask_cluster, proc, 1)
-            os.kill(fresh_dask_cluster.scheduler.pid, signal.SIGKILL)
-            _, stderr = proc.communicate(timeout=BUILD_TIMEOUT_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    watcher.assert_never_partial()
+    proc, stderr, metadata, imagenet, out, reference, shards = _build_and_kill(
+        tree, fresh_dask_cluster, frozen_code, tmp_path,
+        lambda: os.kill(fresh_dask_cluster.scheduler.pid, signal.SIGKILL),
+    )  # fmt: skip
     assert proc.returncode == 2, stderr[-3000:]
     assert "Dask" in one_error_line(stderr)
     fresh_dask_cluster.stop()
