@@ -111,7 +111,7 @@ def build_graph(p: beam.Pipeline, plan: BuildPlan) -> None:
         )
     # Each unit's output is split where it is made: its shard items go to the shuffle, its tally
     # to Finalize (one consumer of everything would make the in-process runner hold it all).
-    seeds = p | "Seeds" >> beam.Create([item for _, item in work.seeds(plan)])
+    seeds = p | "Seeds" >> beam.Create(work.seeds(plan))
     to_shards = [_only(u, work.SHARD, f"{name}ToShards") for name, u in units.items()]
     written = (
         [*to_shards, seeds]

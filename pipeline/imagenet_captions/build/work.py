@@ -46,10 +46,9 @@ def _to_shard(plan: BuildPlan, tag: str, key: str, value: Any) -> Tagged:
     return SHARD, (layout.shard_of(key, plan.num_shards), (tag, key, value))
 
 
-def seeds(plan: BuildPlan) -> Iterator[Tagged]:
+def seeds(plan: BuildPlan) -> list[tuple[int, tuple[str, str, None]]]:
     """One seed per planned shard, so a shard that receives nothing is written too (empty)."""
-    for index in range(plan.num_shards):
-        yield SHARD, (index, (SEED, "", None))
+    return [(index, (SEED, "", None)) for index in range(plan.num_shards)]
 
 
 def read_part(plan: BuildPlan, stage: TextStage | None, part: Any) -> Iterator[Tagged]:
