@@ -188,30 +188,29 @@ def test_the_sample_on_dask_is_byte_identical(
 def test_a_generated_tree_spreads_over_both_workers(
     tree: Path, dask_cluster: DaskCluster, frozen_code: Path, tmp_path: Path
 ):
+    """Every unit runs once, the metadata read is split into two parts per worker, and reads, listings
+    and shard writes land on both workers. Which worker runs a task is the Dask scheduler's choice
+    (it may hand a few small root tasks to one worker), so the spread is asked of up to three builds;
+    a graph that could not spread (one read part, one listing task) fails all three."""
     metadata = f"release:{tree / 'imagenet_captions.json'}"
     ok(build(frozen_code, metadata, tree / "train", tmp_path / "in-process"))
-    dask_cluster.reset_trace()
-    address = dask_cluster.address
-    ok(
-        build(
-            frozen_code,
-            metadata,
-            tree / "train",
-            tmp_path / "dask",
-            "--runner",
-            "dask",
-            "--dask-address",
-            address,
-        )
-    )
-    assert digests(tmp_path / "dask") == digests(tmp_path / "in-process")
-    lines = dask_cluster.trace()
-    assert_each_unit_once(lines, ("read", "list", "write", "finalize"))
-    assert len(units(lines)["list"]) >= 1000  # one unit per class folder
-    busy = {stage: workers_of(lines, stage) for stage in ("read", "list", "write")}
-    assert all(len(w) == 2 for w in busy.values()), busy
-    report = json.loads((tmp_path / "dask" / "report.json").read_text())
-    assert report["shards"]["written_now"] == len(units(lines)["write"])
+    seen = []
+    for attempt in range(3):
+        dask_cluster.reset_trace()
+        out = tmp_path / f"dask-{attempt}"
+        ok(build(frozen_code, metadata, tree / "train", out, "--runner", "dask", "--dask-address", dask_cluster.address))
+        assert digests(out) == digests(tmp_path / "in-process")
+        lines = dask_cluster.trace()
+        assert_each_unit_once(lines, ("read", "list", "write", "finalize"))
+        assert len(units(lines)["read"]) == 2 * 2  # two parts per worker
+        assert len(units(lines)["list"]) >= 1000  # one unit per class folder
+        report = json.loads((out / "report.json").read_text())
+        assert report["shards"]["written_now"] == len(units(lines)["write"])
+        busy = {stage: workers_of(lines, stage) for stage in ("read", "list", "write")}
+        seen.append(busy)
+        if all(len(w) == 2 for w in busy.values()):
+            break
+    assert all(len(w) == 2 for w in seen[-1].values()), seen
 
 
 # ---------------------------------------------------------------------------------------------------
