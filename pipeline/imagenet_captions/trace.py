@@ -35,4 +35,5 @@ def read(path: str) -> list[tuple[str, str, str]]:
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as f:
-        return [tuple(line.rstrip("\n").split("\t", 2)) for line in f if line.strip()]  # type: ignore[misc]
+        # A line without its newline is still being written by a worker: it is read next time.
+        return [tuple(line[:-1].split("\t", 2)) for line in f if line.endswith("\n") and line.strip()]  # type: ignore[misc]
