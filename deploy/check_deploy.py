@@ -1,6 +1,9 @@
 """Static checks of the Flink and Dataflow deployments (run by the tests; no Docker, Java or cloud).
 
 - the compose file and the template metadata parse;
+- pyproject.toml pins one Beam release (``apache-beam==X`` in every requirement that names it),
+  constraints.txt pins the same, and it is the installed one (an SDK must equal its worker image's,
+  and the Dask translation patch is tied to Beam's internals);
 - every Beam image (SDK workers, job server) names the same Beam release, the installed one;
 - the Flink cluster's version is one the installed Beam publishes a Flink job server for, and the
   job server is the one built for that Flink version;
@@ -42,6 +45,31 @@ def _documented_commands(text: str) -> list[list[str]]:
     """The `imagenet-captions build ...` command lines in a README or compose file (with continuations)."""
     joined = re.sub(r"\\\s*\n\s*#?\s*", " ", text)
     return [shlex.split(m) for m in re.findall(r"imagenet-captions build\s+(--metadata[^\n`]+)", joined)]
+
+
+PIN = re.compile(r'"apache-beam(?:\[[a-z,]+\])?([^"]*)"')
+
+
+def check_pin() -> list[str]:
+    """pyproject.toml and constraints.txt pin the installed Beam release, in every requirement."""
+    import apache_beam
+
+    problems = []
+    beam = apache_beam.__version__
+    specs = PIN.findall((ROOT / "pyproject.toml").read_text())
+    if not specs:
+        problems.append("pyproject.toml names no apache-beam requirement")
+    for spec in specs:
+        if spec != f"=={beam}":
+            problems.append(f"pyproject.toml asks for apache-beam{spec}; pin the tested release: =={beam}")
+    constraints = ROOT / "constraints.txt"
+    if not constraints.exists():
+        problems.append("constraints.txt is missing (README's commands and .ci/run install with it)")
+    else:
+        pins = re.findall(r"^apache-beam==(\S+)$", constraints.read_text(), flags=re.M)
+        if pins != [beam]:
+            problems.append(f"constraints.txt pins apache-beam {pins}; the installed apache-beam is {beam}")
+    return problems
 
 
 def check_versions(compose: dict) -> list[str]:
@@ -126,6 +154,7 @@ def check() -> list[str]:
                     problems.append(
                         f"{dockerfile.relative_to(DEPLOY.parent)} copies {path}, which does not exist"
                     )
+    problems += check_pin()
     problems += check_versions(compose)
     parser = _build_parser()
     metadata = json.loads((DEPLOY / "dataflow" / "metadata.json").read_text())
