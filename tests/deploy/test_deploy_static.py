@@ -67,3 +67,30 @@ def test_the_dataflow_worker_tag_is_the_package_version(tmp_path, monkeypatch):
     run_sh = deploy / "dataflow" / "run.sh"
     run_sh.write_text(re.sub(r"^VERSION=.*$", "VERSION=0.0.9", run_sh.read_text(), flags=re.M))
     assert any("tags the worker image 0.0.9" in p for p in checker.check())
+
+
+def test_the_beam_pin_is_checked(tmp_path, monkeypatch):
+    """pyproject.toml and constraints.txt must pin the installed Beam: a range, or another release, fails."""
+    import apache_beam
+
+    checker = _checker()
+    monkeypatch.setattr(checker, "ROOT", tmp_path)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    constraints = (ROOT / "constraints.txt").read_text()
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    (tmp_path / "constraints.txt").write_text(constraints)
+    assert checker.check_pin() == []
+
+    (tmp_path / "pyproject.toml").write_text(
+        pyproject.replace(f'"apache-beam[gcp]=={apache_beam.__version__}"', '"apache-beam[gcp]>=2.60"')
+    )
+    assert any("asks for apache-beam>=2.60" in p for p in checker.check_pin())
+
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    (tmp_path / "constraints.txt").write_text(
+        constraints.replace(f"apache-beam=={apache_beam.__version__}", "apache-beam==2.50.0")
+    )
+    assert any("constraints.txt pins apache-beam ['2.50.0']" in p for p in checker.check_pin())
+
+    (tmp_path / "constraints.txt").unlink()
+    assert any("constraints.txt is missing" in p for p in checker.check_pin())
