@@ -199,3 +199,26 @@ def test_eval_never_imports_beam_and_robustness_needs_no_torch() -> None:
         "assert not [m for m in sys.modules if m.startswith('apache_beam')], 'beam'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("plot", [False, True])
+def test_robustness_without_a_shift_is_one_line_and_exit_2(tmp_path: Path, capsys, plot: bool) -> None:
+    """ImageNet alone has nothing to measure robustness on: said in one line, never an empty result."""
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"imagenet": 0.41, "imagenet@imagenet-r": 0.5, "details": {}}))
+    out, png = tmp_path / "er.json", tmp_path / "er.png"
+    argv = ["eval", "robustness", "--accuracies", str(acc), "--out", str(out)]
+    rc = main([*argv, "--plot", str(png)] if plot else argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "needs ImageNet and at least one shifted set" in err[0] and "acc.json has only imagenet" in err[0]
+    assert not out.exists() and not png.exists()
+
+
+def test_robustness_reads_the_nulls_eval_writes(tmp_path: Path) -> None:
+    """``eval`` writes null for an accuracy over no images; ``eval robustness`` reads it as absent."""
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"imagenet": 0.41, "imagenet-v2": 0.35, "imagenet@imagenet-r": None}))
+    out = tmp_path / "er.json"
+    assert main(["eval", "robustness", "--accuracies", str(acc), "--out", str(out)]) == 0
+    assert set(json.loads(out.read_text())["effective_robustness"]) == {"imagenet-v2"}

@@ -84,6 +84,7 @@ def _write_json(path: str, obj) -> None:
 
 
 def load_accuracies(path: str) -> dict[str, float]:
+    """The numbers of an accuracies file; null (what ``eval`` writes for a set of no images) is absent."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"--accuracies: accuracies file not found: {path}")
@@ -95,7 +96,7 @@ def load_accuracies(path: str) -> dict[str, float]:
         raise UsageError(f"{path}: expected a JSON object of accuracies")
     out = {}
     for k, v in raw.items():
-        if k == "details":
+        if k == "details" or v is None:
             continue
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             raise UsageError(f"{path}: {k!r} is {v!r}, not a number")
@@ -111,7 +112,7 @@ def run_robustness(args: argparse.Namespace) -> int:
         accuracies=args.accuracies, out=args.out, plot=args.plot, baseline=args.baseline, label=args.label
     )
     accuracies = load_accuracies(o.accuracies)
-    result = effective_robustness(accuracies, primary=o.baseline)
+    result = effective_robustness(accuracies, primary=o.baseline, source=o.accuracies)
     for note in result["notes"]:
         log.info("%s", note)
     for warning in result["warnings"]:

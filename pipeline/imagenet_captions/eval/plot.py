@@ -51,6 +51,8 @@ def plot_robustness(result: Mapping, path: str, model_label: str = "this model")
     import matplotlib.pyplot as plt
 
     shifts = [s for s in (*SHIFTS, "mean") if s in result["model"]]
+    if not shifts:  # effective_robustness refuses such a result; a hand-made one gets a clear error
+        raise ValueError("the result has no shifted set to plot")
     cols = min(3, len(shifts))
     rows = math.ceil(len(shifts) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), squeeze=False)

@@ -273,10 +273,13 @@ def _resolve(accuracies: Mapping[str, float], key: str) -> float | None:
     return value
 
 
-def effective_robustness(accuracies: Mapping[str, float], primary: str = "standard") -> dict:
+def effective_robustness(
+    accuracies: Mapping[str, float], primary: str = "standard", source: str = "the accuracies"
+) -> dict:
     """Effective robustness of one model from its accuracies (fractions, keys as ``eval`` writes them).
 
-    Returns the JSON ``eval robustness`` writes: ``effective_robustness`` (under ``primary``),
+    ImageNet alone is refused (``source`` names the input in that message): with no shifted set
+    there is nothing to measure, and an empty result would read as a success. Returns the JSON ``eval robustness`` writes: ``effective_robustness`` (under ``primary``),
     ``effective_robustness_by_baseline``, ``fit`` (coefficients by baseline and shift), ``model``
     (x, y and predictions per shift), ``notes`` and ``warnings``.
     """
@@ -325,6 +328,11 @@ def effective_robustness(accuracies: Mapping[str, float], primary: str = "standa
                     f"[{lo:.4f}, {hi:.4f}] ({f.x_column}); its prediction extrapolates"
                 )
         per_shift[shift] = entry
+    if not per_shift:
+        raise UsageError(
+            f"robustness needs ImageNet and at least one shifted set ({', '.join(SHIFTS)}): "
+            f"{source} has only {', '.join(sorted(accuracies))}"
+        )
     fits = {
         b: {s: fit(s, b, per_shift[s]["x_column"] != "val").to_json() for s in per_shift} for b in BASELINES
     }
