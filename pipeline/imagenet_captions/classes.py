@@ -7,9 +7,15 @@ import json
 import re
 from importlib import resources
 
-WNID_RE = re.compile(r"^n\d{8}$")
-#: An ImageNet training image id: <wnid>_<n>. The key of every record.
-IMAGE_ID_RE = re.compile(r"^(n\d{8})_(\d+)$")
+#: A WordNet id: ``n`` and 8 ASCII digits, exactly. ``\A``/``\Z`` rather than ``^``/``$`` (``$`` also
+#: matches before a final newline) and ``[0-9]`` under re.ASCII rather than ``\d`` (any Unicode digit:
+#: Arabic-Indic, fullwidth...), so ``WNID_RE.match`` and ``fullmatch`` agree and accept only this form.
+WNID_RE = re.compile(r"\An[0-9]{8}\Z", re.ASCII)
+#: An ImageNet image id, the key of every record (and the stem of a tar member's name): the wnid,
+#: ``_``, then the image's number in canonical decimal (1 to 9 ASCII digits, no leading zero), so one
+#: image has one key (``_01`` and ``_1`` would be two) and ``int()`` of it is always cheap and safe.
+#: The one definition of the package: every reader of ids calls :func:`parse_image_id`.
+IMAGE_ID_RE = re.compile(r"\A(n[0-9]{8})_(0|[1-9][0-9]{0,8})\Z", re.ASCII)
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,9 +38,15 @@ def wnids() -> list[str]:
     return [w for w, _ in class_index()]
 
 
+def is_wnid(text: str) -> bool:
+    """True when ``text`` is a wnid (see :data:`WNID_RE`)."""
+    return WNID_RE.fullmatch(text) is not None
+
+
 def parse_image_id(stem: str) -> tuple[str, int] | None:
-    """(wnid, n) for an ImageNet image id like ``n01440764_10026``; None when it is not one."""
-    m = IMAGE_ID_RE.match(stem)
+    """(wnid, n) for an ImageNet image id like ``n01440764_10026``; None when it is not one (see
+    :data:`IMAGE_ID_RE`: a caller turns None into its named reason, never an exception)."""
+    m = IMAGE_ID_RE.fullmatch(stem)
     return (m.group(1), int(m.group(2))) if m else None
 
 
@@ -94,7 +106,7 @@ def read_class_file(path: str) -> ClassList:
         word = line.split("#", 1)[0].split()
         if not word:
             continue
-        if not WNID_RE.match(word[0]):
+        if not is_wnid(word[0]):
             raise UsageError(f"--classes: {path} line {n}: {word[0]!r} is not a wnid (n + 8 digits)")
         found.append(word[0])
     if not found:

@@ -132,3 +132,20 @@ def test_synset_filter_counts_other_classes_whatever_their_url() -> None:
     assert in_synsets(other, keep).outcome == "other_synset"
     assert in_synsets(mine, keep) is mine and in_synsets(flickr, None) is flickr
     assert in_synsets(parse_line(b"garbage"), keep).outcome == "malformed"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://www.flickr.com/photos/someone/\u00b3/",  # a superscript: isdigit() but int() raised
+        "http://www.flickr.com/photo.gne?id=\u00b2",
+        "http://farm1.static.flickr.com/1/\u0661\u0662_e8462a8338.jpg",  # Arabic-Indic digits: "photo 12"
+        "http://www.flickr.com/photos/someone/" + "9" * 5000 + "/",  # int() of > 4,300 digits raised
+        "http://www.flickr.com/photos/someone/99999999999999999999/",  # beyond the store's int64 column
+        "https://flic.kr/p/" + "z" * 40,
+    ],
+)
+def test_a_photo_id_that_is_not_ascii_digits_in_int64_is_no_id(url: str) -> None:
+    """A Flickr URL whose id part is not a photo id the store can hold is ``flickr_no_id``: never a
+    wrong id, never ``not_flickr``, never an exception."""
+    assert parse_line(f"n01440764_1\t{url}".encode()).outcome == "flickr_no_id"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -34,6 +33,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.window import GlobalWindows
 
 from imagenet_captions import fsio
+from imagenet_captions.classes import is_wnid
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr import service as service_mod
 from imagenet_captions.flickr import store
@@ -194,7 +194,7 @@ def synset_set(spec: str) -> frozenset[str] | None:
             found = frozenset(w.strip() for w in f if w.strip() and not w.startswith("#"))
     except OSError as e:
         raise UsageError(f"--synsets: cannot read {spec}: {e.strerror}") from None
-    bad = sorted(w for w in found if not re.fullmatch(r"n\d{8}", w))
+    bad = sorted(w for w in found if not is_wnid(w))
     if bad or not found:
         raise UsageError(f"--synsets file {spec} must list wnids (n01440764), one per line; bad: {bad[:3]}")
     return found

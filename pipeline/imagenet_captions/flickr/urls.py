@@ -11,7 +11,8 @@ is still found. Every line gets exactly one outcome, so the report accounts for 
 - ``other_synset``: a line of a class outside the chosen set (by default ImageNet-1k's 1,000
   classes: the list has 21,841 synsets, and a harvest of all 14 million lines would take a key
   over a year), whatever its URL;
-- ``malformed``: no TAB, an image id that is not ``n<8 digits>_<digits>``, no URL;
+- ``malformed``: no TAB, an image id that is not one (:func:`imagenet_captions.classes.parse_image_id`:
+  ``n<8 digits>_<1 to 9 digits, no leading zero>``, ASCII), no URL;
 - ``blank``: an empty line (counted, never an error).
 """
 
@@ -23,14 +24,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
 
 #: Outcomes of one line, in report order.
 OUTCOMES = ("matched", "not_flickr", "flickr_no_id", "other_synset", "malformed", "blank")
 
-_IMAGE_ID = re.compile(r"^n\d{8}_\d+$")
 # A static file: <id>_<secret>[_<size>].<ext>; secrets (and original secrets) are hex.
-_STATIC_FILE = re.compile(r"^(\d+)_[0-9a-f]+(?:_[0-9a-z]{1,2})?\.(?:jpe?g|png|gif)$", re.IGNORECASE)
+_STATIC_FILE = re.compile(
+    r"\A([0-9]+)_[0-9a-f]+(?:_[0-9a-z]{1,2})?\.(?:jpe?g|png|gif)\Z", re.IGNORECASE | re.ASCII
+)
+#: A photo id as the store keeps it (an int64 column): ASCII digits, no more than 19 of them.
+_PHOTO_ID = re.compile(r"\A[0-9]{1,19}\Z", re.ASCII)
+_MAX_PHOTO_ID = 2**63 - 1
 _PAGE_HOSTS = {"flickr.com", "www.flickr.com", "m.flickr.com", "secure.flickr.com", "flickr.net"}
 _BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 _BASE58_INDEX = {c: i for i, c in enumerate(_BASE58)}
@@ -69,6 +75,16 @@ def base58_encode(value: int) -> str:
     return "".join(reversed(out))
 
 
+def _photo_id(text: str) -> int | None:
+    """``text`` as a photo id, or None: ASCII digits only (``str.isdigit`` and ``int`` also take
+    other scripts' digits, and ``int`` raises on superscripts and on more than 4,300 digits), and
+    within the store's int64 column."""
+    if _PHOTO_ID.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if 0 < value <= _MAX_PHOTO_ID else None
+
+
 def _is_static_host(host: str) -> bool:
     # farmN.static.flickr.com, static.flickr.com, farmN.staticflickr.com, live.staticflickr.com,
     # cN.staticflickr.com, photosN.flickr.com (the 2004-2006 hosts).
@@ -101,23 +117,23 @@ def photo_id_from_url(url: str) -> int | None:
     if host == "flic.kr":
         if len(segments) >= 2 and segments[0] == "p":
             try:
-                return base58_decode(segments[1])
+                value = base58_decode(segments[1])
             except ValueError:
                 return None
+            return value if value <= _MAX_PHOTO_ID else None
         return None
     if _is_static_host(host):
         if segments:
-            m = _STATIC_FILE.match(segments[-1])
+            m = _STATIC_FILE.fullmatch(segments[-1])
             if m:
-                return int(m.group(1))
+                return _photo_id(m.group(1))
         return None
     # Photo pages: /photos/<user>/<id>[/...]; the old /photo.gne?id=<id>.
-    if len(segments) >= 3 and segments[0] == "photos" and segments[2].isdigit():
-        return int(segments[2])
+    if len(segments) >= 3 and segments[0] == "photos":
+        return _photo_id(segments[2])
     if segments and segments[0] == "photo.gne":
         ids = parse_qs(parts.query).get("id", [])
-        if ids and ids[0].isdigit():
-            return int(ids[0])
+        return _photo_id(ids[0]) if ids else None
     return None
 
 
@@ -135,7 +151,7 @@ def parse_line(raw: bytes | str) -> UrlLine:
         image_id = key_bytes.decode("ascii").strip()
     except UnicodeDecodeError:
         return UrlLine("malformed")
-    if not _IMAGE_ID.match(image_id):
+    if parse_image_id(image_id) is None:
         return UrlLine("malformed")
     try:
         url = url_bytes.decode("utf-8").strip()

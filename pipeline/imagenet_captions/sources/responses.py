@@ -1,6 +1,7 @@
 """``responses:<dir>``: a harvested Flickr response store as a metadata source.
 
-Every image id in the store is one input. Its photo's effective answer as of ``--as-of`` (see
+Every image id in the store is one input; one that is not an ImageNet image id
+(:func:`imagenet_captions.classes.parse_image_id`) is ``bad_filename``. Its photo's effective answer as of ``--as-of`` (see
 :mod:`imagenet_captions.flickr.store`) is a raw record when ``ok``, else a :class:`Drop` named
 ``flickr_not_found``, ``flickr_failed`` (an error code) or ``flickr_gave_up`` (retries exhausted).
 Records come straight from the stored answers, keyed by image id, and are coerced by the same
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from imagenet_captions import fsio
+from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr import store
 from imagenet_captions.outcomes import RECORDS, Drop
@@ -50,7 +52,9 @@ class ResponsesSource:
         )[start:stop]
         raw = store.raw_of(self.path, (a for _, a in pairs if a.status == "ok"))
         for image_id, a in pairs:
-            if a.status == "ok":
+            if parse_image_id(image_id) is None:  # a store of an older version, or edited by hand
+                yield Drop(RECORDS, "bad_filename", image_id[:200])
+            elif a.status == "ok":
                 fields = store.photo_fields(raw[(a.photo_id, a.run_id, a.fetched_at)])
                 yield text_record(image_id, image_id.split("_", 1)[0], {**fields, "photo_id": a.photo_id})
             else:

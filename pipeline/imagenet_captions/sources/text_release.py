@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from imagenet_captions import fsio
+from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
 from imagenet_captions.outcomes import RECORDS, Drop
 from imagenet_captions.schema import column_names
@@ -71,8 +72,9 @@ class TextReleaseSource:
         return list(self._files.items())
 
     def read(self, part: tuple[str, str]) -> Iterator[dict[str, Any] | Drop]:
-        """The rows of one shard's file; a row that the publisher's shard count would not put in
-        this shard is ``malformed_record`` (a release whose files were mixed up)."""
+        """The rows of one shard's file; a row whose key is not an image id is ``bad_filename``, one
+        whose wnid is not its key's ``wnid_mismatch``, and one that the publisher's shard count
+        would not put in this shard ``malformed_record`` (a release whose files were mixed up)."""
         stem, part = part
         text_columns = [c for c in column_names() if c not in IMAGE_COLUMNS and c not in EXPECT_COLUMNS]
         with fsio.open_read(fsio.join(self.path, part)) as f:
@@ -84,7 +86,15 @@ class TextReleaseSource:
                 yield Drop(RECORDS, "malformed_record", key, f"{part} lacks columns {missing}")
             return
         for row in table.to_pylist():
-            if layout.shard_of(row["key"], self.num_shards) != int(stem):
+            key, wnid = row["key"], row["wnid"]
+            parsed = parse_image_id(key) if isinstance(key, str) else None
+            if parsed is None:  # a key becomes a tar member's name: only an image id may
+                yield Drop(RECORDS, "bad_filename", str(key)[:200], f"in {part}")
+                continue
+            if wnid != parsed[0]:
+                yield Drop(RECORDS, "wnid_mismatch", key, f"in {part}")
+                continue
+            if layout.shard_of(key, self.num_shards) != int(stem):
                 yield Drop(RECORDS, "malformed_record", row["key"], f"in {part}, not in its shard")
                 continue
             record = {c: row.get(c) for c in text_columns if c in have}
