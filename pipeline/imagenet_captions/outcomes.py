@@ -90,6 +90,9 @@ _CATALOGUE = (
     # images, in the shard writer
     Reason("corrupt_image", "images", _R, "the image does not decode, is empty or truncated (decoder message)"),
     Reason("too_large", "images", _R, "the image has more pixels than --max-pixels (decompression bomb)"),
+    Reason("unsupported_image", "images", _R,
+           "the image decodes, but its pixels have no known 8-bit tone scale (floating-point, or "
+           "integers beyond 16 bits)"),  # fmt: skip
     Reason("unreadable_image", "images", _R, "the image file could not be read (the OS error)"),
     Reason("image_differs", "images", _R,
            "text-release rebuild: the image's sha256 or size differs from the publisher's"),  # fmt: skip

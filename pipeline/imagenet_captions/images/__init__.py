@@ -2,8 +2,8 @@
 
 The contract: :func:`process_image` takes an image file's bytes and the build's
 :class:`ImageOptions` and returns ``(jpeg bytes, info)`` (the schema's image columns), or raises
-:class:`ImageError` with a reason from the catalogue (``corrupt_image``, ``too_large``) and the
-decoder's message. Plain JPEGs keep their bytes (checked by their markers, or decoded with
+:class:`ImageError` with a reason from the catalogue (``corrupt_image``, ``too_large``,
+``unsupported_image``) and the decoder's message. Plain JPEGs keep their bytes (checked by their markers, or decoded with
 ``--verify``); CMYK, PNG-in-JPEG and other modes are re-encoded to RGB JPEG; ``--resize`` resamples.
 It never reads a file: the shard writer does, and never raises anything else for bad bytes.
 """

@@ -10,9 +10,9 @@ shard stage meant to run at disk speed cannot afford a decode per image (docs/sh
 measured costs).
 The odd ones are re-encoded to RGB JPEG so every ``.jpg`` member decodes on any JPEG decoder (GPU
 decoders included): CMYK JPEGs (22 in the train set), a PNG named ``.JPEG``, and any other format or
-mode. ``resize`` makes training-ready shards (shorter side, draft then a high-quality filter, fixed
-JPEG quality); the filter runs in fast_image_resize (SIMD) when ``cykooz-resizer`` is installed, else
-in Pillow (see :func:`resizer_name`).
+mode; more than 8 bits a sample are scaled to 8, never clipped. ``resize`` makes training-ready shards
+(shorter side, draft then a high-quality filter, fixed JPEG quality); the filter runs in
+fast_image_resize (SIMD) when ``cykooz-resizer`` is installed, else in Pillow (see :func:`resizer_name`).
 
 Failures are :class:`ImageError` with a named reason and the decoder's message, never a crash.
 """
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import numpy as np
 import PIL
 from PIL import Image
 
@@ -299,8 +300,42 @@ def _verify_jpeg(im: Image.Image, data: bytes, how: str) -> None:
     im.load()
 
 
+#: Pillow's 16-bit greyscale modes (little-, big- and native-endian unsigned samples).
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _to_8_bit(im: Image.Image) -> Image.Image:
+    """Greyscale of more than 8 bits as 8-bit ``L`` by the high byte (v >> 8); any other image as it is.
+
+    Why: Pillow's ``convert`` clips these modes at 255 instead of scaling, so a 16-bit photo came out
+    nearly white. The high byte (not round(v / 257), which differs by at most one level) is what
+    Pillow itself keeps of 16-bit RGB(A) PNGs and TIFFs, so a picture gets the same 8-bit tones
+    stored as greyscale or as colour. Mode ``I`` (32-bit integers: a 16-bit PGM, which Pillow scales
+    to 0..65535, or a 32-bit TIFF) is read the same way when its values fit 16 bits; beyond that, and
+    for floating-point pixels, no tone scale is known (white may be 1.0, 255 or 65535), so the image
+    is refused with a reason rather than guessed at.
+    """
+    if im.mode == "F":
+        raise ImageError(
+            "unsupported_image", "floating-point pixels have no fixed tone scale to map to 8 bits"
+        )
+    if im.mode not in _SIXTEEN_BIT and im.mode != "I":
+        return im
+    samples = np.asarray(im)
+    if im.mode == "I":
+        low, high = int(samples.min()), int(samples.max())
+        if low < 0 or high > 0xFFFF:
+            raise ImageError(
+                "unsupported_image",
+                f"32-bit integer pixels from {low} to {high}: only 0..65535 (16 bits) map to 8 bits",
+            )
+    return Image.fromarray((samples >> 8).astype(np.uint8))
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """RGB, with transparency composited on white (a transparent PNG should not turn black)."""
+    """RGB, with transparency composited on white (a transparent PNG should not turn black), and
+    more than 8 bits a sample scaled down (:func:`_to_8_bit`), never clipped."""
+    im = _to_8_bit(im)
     if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         white = Image.new("RGB", im.size, (255, 255, 255))
