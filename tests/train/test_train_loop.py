@@ -187,3 +187,20 @@ def test_preset_fills_options_and_explicit_wins(shards, tmp_path):
     assert o.batch_size == 1024 and o.scale == (0.9, 1.0) and o.lr == 5e-4
     o = options_from_args(p.parse_args(["--shards", str(shards), "--out", "x", "--preset", "ce-rn50-paper"]))
     assert o.optimizer == "sgd" and o.lr == 0.1 and o.batch_size == 256 and o.hflip is True
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--shards", "/nonexistent/{0..3}.tar", "--model", "ce-tiny", "--steps", "1"],
+        ["--model", "ce-tiny", "--steps", "1", "--batch-size", "100000"],
+    ],
+)
+def test_a_refused_run_leaves_no_checkpoints_folder(shards, tmp_path, capsys, args):
+    """checkpoints/ appears with the first checkpoint, not when a command that is then refused starts."""
+    if "--shards" not in args:
+        args = ["--shards", str(shards), *args]
+    out = tmp_path / "run"
+    assert cli.main(["train", "--out", str(out), "--device", "cpu", "--workers", "0", *args]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (out / "checkpoints").exists()

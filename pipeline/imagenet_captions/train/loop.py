@@ -229,9 +229,7 @@ def setup(options: TrainOptions) -> Run:
     if options.channels_last is None:
         options = options.replace(channels_last=device.type == "cuda")
     o = options
-    out = Path(o.out)
-    if rank == 0:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    out = Path(o.out)  # made by ``train`` once setup has accepted the run: a refusal leaves nothing
     saved = find_resume(o, out)
     spec = resolve_shards(o.shards, o.train_num_samples)  # before the model: a wrong path fails fast
 
@@ -432,6 +430,8 @@ def train_steps(run: Run, metrics: MetricsWriter) -> float:
 def train(options: TrainOptions) -> dict[str, Any]:
     """Train per ``options``; returns the run's summary (also written to ``summary.json`` by rank 0)."""
     run = setup(options)
+    if run.is_main:  # checkpoints/ comes with the first checkpoint (``save_checkpoint``)
+        run.out.mkdir(parents=True, exist_ok=True)
     metrics = MetricsWriter(run.out, run.is_main)
     if run.is_main:
         (run.out / "options.json").write_text(json.dumps(run.options.to_json(), indent=1, sort_keys=True))
