@@ -2,12 +2,13 @@
 
 ImageNet's training set is ~1.28M JPEGs, almost all baseline RGB, which are stored as they are: their
 original bytes. By default they are checked the cheap way (``verify="header"``): the markers up to the
-first scan are parsed (size, components; the decompression-bomb bound) and the file must end with the
-end-of-image marker, which catches truncated and empty files, at a small fraction of the cost of a
-reduced-size decode (``"draft"``: libjpeg's DCT scaling still entropy-decodes every byte, so it costs
-nearly a full decode) or a full decode (``"full"``), which also catch corrupt entropy-coded data; a
-shard stage meant to run at disk speed cannot afford a decode per image (docs/shards.md has the
-measured costs).
+first scan are parsed (size, components; the decompression-bomb bound) and an end-of-image marker must
+follow the first scan (bytes after it are kept), which catches truncated and empty files, at a small
+fraction of the cost of a reduced-size decode (``"draft"``: libjpeg's DCT scaling still entropy-decodes
+every byte, so it costs nearly a full decode) or a full decode (``"full"``), which also catch corrupt
+entropy-coded data (after the same end-of-image rule: libjpeg decodes a zero-padded cut); a shard
+stage meant to run at disk speed cannot afford a decode per image (docs/shards.md has the measured
+costs).
 The odd ones are re-encoded to RGB JPEG so every ``.jpg`` member decodes on any JPEG decoder (GPU
 decoders included): CMYK JPEGs (22 in the train set), a PNG named ``.JPEG``, and any other format or
 mode; more than 8 bits a sample are scaled to 8, never clipped. ``resize`` makes training-ready shards
@@ -124,9 +125,9 @@ class ImageOptions:
       are not enlarged.
     quality: JPEG quality of re-encoded and resized images (fixed, so builds are reproducible).
     max_pixels: decompression-bomb bound; larger images are refused (``too_large``) before decoding.
-    verify: how pass-through JPEGs are checked: "header" (parse the header and require the
-      end-of-image marker; no decode; the default, see the module docstring), "draft" (reduced-size
-      decode) or "full" (full decode).
+    verify: how pass-through JPEGs are checked: "header" (parse the header and require an
+      end-of-image marker after the first scan; no decode; the default, see the module docstring),
+      "draft" (the same, then a reduced-size decode) or "full" (the same, then a full decode).
     resample: the resize filter, antialiased when shrinking: "lanczos" (Lanczos-3, the default, the
       sharpest), "bicubic" (Catmull-Rom) or "bilinear" (the cheapest; about img2dataset's quality).
       fast_image_resize runs it when cykooz-resizer is installed, Pillow otherwise
@@ -170,15 +171,15 @@ def process_image(data: bytes, options: ImageOptions = ImageOptions()) -> tuple[
     if not data:
         raise ImageError("corrupt_image", "empty file")
     if options.verify == "header":
-        plain = jpeg_header(data)
+        plain = _plain_header(data)
         if plain is not None:
-            mode, width, height = plain
+            mode, width, height, scan = plain
             if width * height > options.max_pixels:
                 raise ImageError(
                     "too_large", f"{width}x{height} pixels exceeds the bound of {options.max_pixels}"
                 )
             if _target_size(width, height, options.resize) is None:
-                _check_end_marker(data)
+                _check_end_marker(data, scan)
                 return data, {
                     "image_format": "JPEG",
                     "image_mode": mode,
@@ -201,8 +202,10 @@ def process_image(data: bytes, options: ImageOptions = ImageOptions()) -> tuple[
             info: dict[str, Any] = {"image_format": fmt, "image_mode": mode, "width": width, "height": height}
             odd = fmt != "JPEG" or mode not in PASS_THROUGH_MODES
             target = _target_size(width, height, options.resize)
+            if fmt in ("JPEG", "MPO"):  # whatever is done next: a decoder may pass a zero-padded cut
+                _check_end_marker(data, _scan_data_start(data))
             if not odd and target is None:
-                _verify_jpeg(im, data, options.verify)
+                _verify_jpeg(im, options.verify)
                 out, action = data, "kept"
             else:
                 if target is not None and fmt == "JPEG":
@@ -251,6 +254,13 @@ def jpeg_header(data: bytes) -> tuple[str, int, int] | None:
     a malformed or truncated header, no frame before the scan), so Pillow still decides every odd
     file and the outcome is the same as Pillow's for the files it answers for (the tests compare).
     """
+    plain = _plain_header(data)
+    return None if plain is None else plain[:3]
+
+
+def _plain_header(data: bytes) -> tuple[str, int, int, int] | None:
+    """:func:`jpeg_header`'s answer and where the first scan's entropy-coded data begins (the end of
+    its start-of-scan segment), which the end-of-image rule needs: one walk for both."""
     if data[:2] != b"\xff\xd8":
         return None
     found: tuple[str, int, int] | None = None
@@ -263,7 +273,8 @@ def jpeg_header(data: bytes) -> tuple[str, int, int] | None:
             pos += 1
             continue
         if marker == 0xDA:  # start of scan: the header is over
-            return found
+            scan = pos + 2 + ((data[pos + 2] << 8) | data[pos + 3])
+            return None if found is None or scan > end else (*found, scan)
         if marker < 0xC0 or 0xD0 <= marker <= 0xD9:  # stand-alone markers have no place in a header
             return None
         length = (data[pos + 2] << 8) | data[pos + 3]
@@ -286,14 +297,45 @@ def jpeg_header(data: bytes) -> tuple[str, int, int] | None:
     return None
 
 
-def _check_end_marker(data: bytes) -> None:
-    if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        raise ImageError("corrupt_image", "no JPEG end-of-image marker (truncated file)")
+def _scan_data_start(data: bytes) -> int | None:
+    """Where the first scan's entropy-coded data begins, found as Pillow finds it (segment by segment,
+    stepping over junk between segments): for the JPEGs :func:`jpeg_header` leaves to Pillow. None
+    when there is no complete start-of-scan segment."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        marker = data[pos + 1]
+        if data[pos] != 0xFF or marker in (0x00, 0xFF):  # junk, or a fill byte before a marker
+            pos += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD9:  # stand-alone markers have no length
+            pos += 2
+        else:
+            pos += 2 + ((data[pos + 2] << 8) | data[pos + 3])
+            if marker == 0xDA:
+                return pos if pos <= end else None
+    return None
 
 
-def _verify_jpeg(im: Image.Image, data: bytes, how: str) -> None:
+def _check_end_marker(data: bytes, scan: int | None) -> None:
+    """A JPEG is truncated when no end-of-image marker (FF D9) follows the start of its first scan.
+
+    Why after the scan: FF D9 earlier may belong to a comment or an EXIF thumbnail. Why anywhere
+    after it, not only at the very end: inside entropy-coded data every FF byte is stuffed (FF 00) or
+    a restart marker (FF D0-D7), so FF D9 there is the marker itself, and bytes after it (zero
+    padding, a downloader's junk, a second image) are not truncation: decoders stop at the marker.
+    Such a file is kept as it is, its bytes unchanged, so the stored bytes stay the source's bytes
+    (their sha256 is what a rebuild from a text release checks). Searching from the end finds the
+    marker of a plain file at once.
+    """
+    if scan is None:
+        raise ImageError("corrupt_image", "no complete JPEG start-of-scan segment (truncated header)")
+    if data.rfind(b"\xff\xd9", scan) < 0:
+        raise ImageError("corrupt_image", "no JPEG end-of-image marker after the first scan (truncated file)")
+
+
+def _verify_jpeg(im: Image.Image, how: str) -> None:
+    """Decode a pass-through JPEG for ``--verify draft`` or ``full`` (the end-of-image rule is checked
+    first, for every mode: a decoder reads zero padding after a cut as data, and passes the file)."""
     if how == "header":
-        _check_end_marker(data)
         return
     if how == "draft":
         im.draft(im.mode, (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
