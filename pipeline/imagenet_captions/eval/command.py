@@ -12,6 +12,7 @@ line naming the option and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -27,17 +28,23 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = {f.name: f for f in dataclasses.fields(EvalOptions)}
     parser.description = (
         "Top-1 on ImageNet and five natural shifts (eval --checkpoint ...), or effective robustness "
         "from an accuracies file (eval robustness --accuracies ...)."
     )
     parser.add_argument(
-        "--checkpoint", help="our checkpoint, or open_clip:<model>:<file> for an open_clip one"
+        "--checkpoint",
+        help="our checkpoint, or open_clip:<model>:<file> for an open_clip one (required without 'robustness')",
     )
     parser.add_argument(
-        "--open-clip-model", help="open_clip model name of a plain open_clip --checkpoint file"
+        "--open-clip-model",
+        help="open_clip model name of a plain open_clip --checkpoint file (default: our checkpoint format)",
     )
-    parser.add_argument("--data-root", help="folder holding the datasets (see docs/eval.md for the layout)")
+    parser.add_argument(
+        "--data-root",
+        help="folder holding the datasets, see docs/eval.md for the layout (required without 'robustness')",
+    )
     parser.add_argument(
         "--datasets",
         nargs="+",
@@ -49,14 +56,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=DIR",
-        help="where one dataset is, overriding the default location under --data-root (repeatable)",
+        help="where one dataset is, overriding the default location under --data-root (repeatable; "
+        "default: the locations in docs/eval.md)",
     )
-    parser.add_argument("--imagenet-labels", help="labels file for a flat ImageNet val folder")
-    parser.add_argument("--out", help="accuracies JSON to write (default eval_accuracies.json)")
+    parser.add_argument(
+        "--imagenet-labels",
+        help="labels file for a flat ImageNet val folder (default: LOC_val_solution.csv or val.txt beside it)",
+    )
+    parser.add_argument("--out", help=f"accuracies JSON to write (default {defaults['out'].default})")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--batch-size", help="images per batch (default 256)")
-    parser.add_argument("--workers", help="file-reading workers (default: the cores, at most 8)")
-    parser.add_argument("--limit", help="score only the first N images of each set")
+    parser.add_argument("--batch-size", help=f"images per batch (default {defaults['batch_size'].default})")
+    parser.add_argument(
+        "--workers",
+        help="file-reading workers (default: the usable cores less one, at most 8; fewer when /dev/shm "
+        "is small)",
+    )
+    parser.add_argument("--limit", help="score only the first N images of each set (default: all)")
     sub = parser.add_subparsers(dest="action", metavar="[robustness]")
     rob = sub.add_parser(
         "robustness",
@@ -65,14 +80,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     rob.add_argument("--accuracies", required=True, help="JSON written by 'imagenet-captions eval'")
     rob.add_argument("--out", default=None, help="write the result JSON here (default: print it)")
-    rob.add_argument("--plot", default=None, help="write the figure (PNG, PDF, SVG) here")
+    rob.add_argument(
+        "--plot", default=None, help="write the figure (PNG, PDF, SVG) here (default: no figure)"
+    )
     rob.add_argument(
         "--baseline",
         default="standard",
         metavar="{" + ",".join(BASELINES) + "}",
-        help="which line 'effective_robustness' uses (both are always reported)",
+        help="which line 'effective_robustness' uses; both are always reported (default standard)",
     )
-    rob.add_argument("--label", default=None, help="the model's name in the plot")
+    rob.add_argument(
+        "--label", default=None, help="the model's name in the plot (default: the accuracies file's name)"
+    )
 
 
 def _write_json(path: str, obj) -> None:
@@ -161,6 +180,10 @@ def run_eval(args: argparse.Namespace) -> int:
     device = o.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}, but no CUDA device is available")
+    if device.startswith("cuda"):
+        from imagenet_captions.train.step import fast_cuda_settings
+
+        fast_cuda_settings(tf32=False)  # cuDNN autotuning; the fp32 heads stay full fp32
     loaded = load_for_inference(o.checkpoint, device, model_name=o.open_clip_model)
     result = evaluate(
         loaded, o.data_root, o.datasets, o.paths, o.imagenet_labels, o.batch_size, o.workers, o.limit

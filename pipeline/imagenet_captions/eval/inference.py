@@ -26,6 +26,8 @@ from PIL import Image, ImageOps
 
 from imagenet_captions.eval.datasets import EvalSet
 from imagenet_captions.eval.heads import predict
+from imagenet_captions.train import resources
+from imagenet_captions.train.resources import SAMPLE_OVERHEAD, fit_workers, mean_file_bytes
 
 log = logging.getLogger(__name__)
 _JPEG_MAGIC = b"\xff\xd8"
@@ -237,6 +239,16 @@ class Scorer:
         return self.correct / self.total if self.total else float("nan")
 
 
+def batch_bytes(paths: Sequence[str], preprocess: Mapping, batch_size: int, on_gpu: bool) -> int:
+    """Shared memory one batch takes between a worker and the main process.
+
+    On a GPU the workers hand over JPEG bytes (sized from the first files); on the CPU, images
+    already preprocessed: float32, 3 x S x S each.
+    """
+    per_image = mean_file_bytes(paths) if on_gpu else 3 * int(preprocess["image_size"]) ** 2 * 4
+    return int(batch_size * (per_image + SAMPLE_OVERHEAD))
+
+
 def image_loader(
     paths: Sequence[str],
     preprocess: Mapping,
@@ -255,13 +267,22 @@ def image_loader(
     ``drop_last`` are for a caller that cycles through the loader (the benchmark).
     """
     on_gpu = device.type == "cuda"
+    plan = fit_workers(
+        workers,
+        batch_bytes(paths, preprocess, batch_size, on_gpu),
+        resources.free_shared_memory(),
+        prefetch=4,
+        may_reduce_workers=True,  # workers only read files: their number changes no result
+    )
+    if plan.note:
+        log.warning("%s", plan.note)
     loader = torch.utils.data.DataLoader(
         _Files(paths, cpu_transform(preprocess, border), gpu_jpeg=on_gpu),
         batch_size=batch_size,
-        num_workers=workers,
+        num_workers=plan.workers,
         collate_fn=_collate,
-        persistent_workers=persistent_workers,
-        prefetch_factor=4 if workers else None,
+        persistent_workers=persistent_workers and plan.workers > 0,
+        prefetch_factor=plan.prefetch if plan.workers else None,
         drop_last=drop_last,
     )
     return loader, (GpuPreprocess(preprocess, device, border) if on_gpu else None)

@@ -18,6 +18,7 @@ from imagenet_captions.errors import UsageError
 from imagenet_captions.eval import DATASETS
 from imagenet_captions.options import as_choice, as_int, as_text
 from imagenet_captions.train.options import as_device
+from imagenet_captions.train.resources import default_workers
 
 #: ``--checkpoint`` of this form names an open_clip model and its weights file.
 OPEN_CLIP_PREFIX = "open_clip:"
@@ -66,7 +67,8 @@ class EvalOptions:
     out: str = "eval_accuracies.json"
     device: str | None = None
     batch_size: int = 256
-    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    #: File-reading workers: this machine's cores less the main process's, at most 8.
+    workers: int = field(default_factory=lambda: min(8, default_workers()))
     limit: int | None = None
 
     def __post_init__(self) -> None:

@@ -62,6 +62,15 @@ __all__ = [
 ]
 
 
+def pin_host_memory(device: torch.device, decode: str) -> bool:
+    """Pin a raw batch only when it holds decoded images bound for a GPU: then the copy is async.
+
+    JPEG bytes for the device decoder are parsed on the host by nvJPEG, which stages them through
+    its own buffers, so pinning them first would only add a copy of every batch in the pin thread.
+    """
+    return device.type == "cuda" and decode == "cpu"
+
+
 def _collate(x: Any) -> Any:
     """Batches are built whole in the workers (``batch_size=None``): pass them through."""
     return x
@@ -81,6 +90,7 @@ class ShardLoader:
         world: int = 1,
         channels_last: bool = False,
         prefetch: int = 2,
+        worker_prefetch: int = 2,
     ) -> None:
         global_batch = cfg.batch_size * world
         if spec.num_samples < global_batch:
@@ -91,7 +101,8 @@ class ShardLoader:
         self.spec, self.cfg, self.device, self.rank, self.world = spec, cfg, device, rank, world
         self.steps_per_epoch = spec.num_samples // global_batch
         self.channels_last = channels_last
-        self.prefetch = prefetch
+        self.prefetch = prefetch  # batches finished on the device ahead of the step
+        self.worker_prefetch = worker_prefetch  # raw batches each worker keeps in /dev/shm
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self.stats: Counter[str] = Counter()
@@ -104,10 +115,10 @@ class ShardLoader:
             batch_size=None,
             num_workers=w,
             collate_fn=_collate,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=pin_host_memory(self.device, self.cfg.decode),
             persistent_workers=False,
-            # 2 batches per worker: enough to stay ahead, and raw batches live in /dev/shm meanwhile.
-            prefetch_factor=2 if w > 0 else None,
+            # Raw batches wait in /dev/shm: the trainer sizes this depth to it (``resources``).
+            prefetch_factor=self.worker_prefetch if w > 0 else None,
         )
 
     def _finish(self, b: dict[str, Any]) -> dict[str, Any]:

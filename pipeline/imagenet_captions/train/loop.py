@@ -37,12 +37,14 @@ from torch import nn
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.train import checkpoint as ckpt_mod
+from imagenet_captions.train import resources
 from imagenet_captions.train.data import Augment, LoaderConfig, ShardLoader, ShardSpec, resolve_shards
 from imagenet_captions.train.models import build_model, model_config, preprocess_for, tokenizer_spec
 from imagenet_captions.train.options import TrainOptions
 from imagenet_captions.train.step import (
     ClassifierLoss,
     Stepper,
+    fast_cuda_settings,
     lr_factor,
     make_clip_loss,
     make_optimizer,
@@ -221,6 +223,36 @@ def restore(
     )
 
 
+def plan_workers(
+    o: TrainOptions, saved: dict[str, Any] | None, spec: ShardSpec, image_size: int, decode: str
+) -> resources.WorkerPlan:
+    """The loader's workers and queue depth: ``--workers``, else a resumed run's own count (it decides
+    the batches), else what this machine has; then fitted to its shared memory (``resources``).
+
+    A raw batch is the images decoded to uint8 (CPU decode) or the JPEG bytes (device decode),
+    sized from the shard files. Only an automatic count may go down; one worker may also become
+    none, which draws the same batches.
+    """
+    if o.workers is not None:
+        workers, fixed = o.workers, True
+    elif saved is not None:
+        workers, fixed = int(saved["data_position"]["workers"]), True
+    else:
+        workers, fixed = resources.default_workers(), False
+    if decode == "cpu":
+        per_sample = float(image_size * image_size * 3)
+    else:
+        counted = sum(spec.sizes.values()) if spec.sizes else spec.num_samples
+        per_sample = resources.mean_file_bytes(spec.urls, counted)
+    batch_bytes = int(o.batch_size * (per_sample + resources.SAMPLE_OVERHEAD))
+    return resources.fit_workers(
+        workers,
+        batch_bytes,
+        resources.free_shared_memory(),
+        may_reduce_workers=not fixed or workers == 1,
+    )
+
+
 def setup(options: TrainOptions) -> Run:
     """Process group, model, optimiser, schedule and loader, resumed from a checkpoint when asked."""
     if options.shards is None or options.out is None:
@@ -232,20 +264,26 @@ def setup(options: TrainOptions) -> Run:
     out = Path(o.out)  # made by ``train`` once setup has accepted the run: a refusal leaves nothing
     saved = find_resume(o, out)
     spec = resolve_shards(o.shards, o.train_num_samples)  # before the model: a wrong path fails fast
+    cfg = model_config(o.model)
+    if o.image_size:
+        cfg["image_size"] = o.image_size
+    decode = o.decode if o.decode != "auto" else ("device" if device.type == "cuda" else "cpu")
+    plan = plan_workers(o, saved, spec, int(cfg["image_size"]), decode)
+    o = o.replace(workers=plan.workers)
+    if plan.note and rank == 0:
+        log.warning("%s", plan.note)
+    if device.type == "cuda":
+        fast_cuda_settings()
 
     torch.manual_seed(o.seed + rank)
     random.seed(o.seed + rank)
     np.random.seed((o.seed + rank) % 2**32)
 
-    cfg = model_config(o.model)
-    if o.image_size:
-        cfg["image_size"] = o.image_size
     model = build_model(cfg).to(device)
     if o.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, o, device)
 
-    decode = o.decode if o.decode != "auto" else ("device" if device.type == "cuda" else "cpu")
     pre = preprocess_for(cfg)
     lcfg = LoaderConfig(
         batch_size=o.batch_size,
@@ -259,7 +297,15 @@ def setup(options: TrainOptions) -> Run:
         decode=decode,
     )
     loader = ShardLoader(
-        spec, lcfg, pre["mean"], pre["std"], device, rank, world, channels_last=o.channels_last
+        spec,
+        lcfg,
+        pre["mean"],
+        pre["std"],
+        device,
+        rank,
+        world,
+        channels_last=o.channels_last,
+        worker_prefetch=plan.prefetch,
     )
     spe = loader.steps_per_epoch
     if saved is not None:

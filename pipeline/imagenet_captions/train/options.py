@@ -45,7 +45,7 @@ class TrainOptions:
 
     ``batch_size`` is per rank; ``global_batch_size`` is what a preset states, divided over the
     ranks by :func:`~imagenet_captions.train.presets.resolve`. ``channels_last`` None means "on a
-    GPU", settled once the device is known.
+    GPU", and ``workers`` None "what the machine has", both settled by ``setup``.
     """
 
     # -- what and where
@@ -75,7 +75,9 @@ class TrainOptions:
     grad_clip_norm: float | None = None
     label_smoothing: float = 0.0
     # -- data
-    workers: int = 4
+    #: None: this machine's cores, less one per rank (``resources.default_workers``), or a resumed
+    #: run's own count; settled by ``setup`` and recorded as a number.
+    workers: int | None = None
     shuffle_buffer: int = 2000
     resampled: bool = False
     decode: str = "auto"
@@ -127,7 +129,7 @@ class TrainOptions:
         put("lr_gamma", as_float("--lr-gamma", self.lr_gamma, 0.0, 1.0, low_open=True))
         optional("grad_clip_norm", lambda option, v: as_float(option, v, 0.0, low_open=True))
         put("label_smoothing", as_float("--label-smoothing", self.label_smoothing, 0.0, 1.0, high_open=True))
-        put("workers", as_int("--workers", self.workers, minimum=0))
+        optional("workers", lambda option, v: as_int(option, v, minimum=0))
         put("shuffle_buffer", as_int("--shuffle-buffer", self.shuffle_buffer, minimum=0))
         put("decode", as_choice("--decode", self.decode, DECODES))
         put("scale", self._scale())

@@ -62,6 +62,23 @@ def lr_factor(step: int, o: TrainOptions, total_steps: int, steps_per_epoch: int
 
 
 # ---------------------------------------------------------------------------------------------------
+# Device settings
+# ---------------------------------------------------------------------------------------------------
+def fast_cuda_settings(tf32: bool = True) -> None:
+    """cuDNN autotuning and (with ``tf32``) TF32 matrix products, as ``open_clip_train.main`` sets them.
+
+    The trainer sets both on CUDA, so that a comparison with open_clip's trainer runs both sides
+    with the same kernels. Eval sets only the autotuning: its model runs in bf16 under autocast,
+    where TF32 changes nothing, and its zero-shot and linear heads are computed in fp32 on purpose.
+    The switches are process-wide, so callers set them only when they run on CUDA.
+    """
+    torch.backends.cudnn.benchmark = True
+    if tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+# ---------------------------------------------------------------------------------------------------
 # Loss
 # ---------------------------------------------------------------------------------------------------
 class ClassifierLoss(nn.Module):
