@@ -65,7 +65,11 @@ _CATALOGUE = (
            "an entry that is not <wnid>_<n>.JPEG of the folder's class (the image-side twin of "
            "bad_filename, kept apart because it counts against the images)"),  # fmt: skip
     Reason("not_a_class_folder", "sources", _I, "an entry outside any <wnid> class folder or class tar"),
-    Reason("not_a_file", "sources", _I, "a directory, link or device where an image file was expected"),
+    Reason("not_a_file", "sources", _I,
+           "a directory, device, pipe or sparse tar member where an image file was expected"),  # fmt: skip
+    Reason("link", "sources", _I,
+           "a symbolic link (image file or class folder) or a tar's symbolic or hard link member: never "
+           "followed, since it can lead outside the ImageNet tree"),  # fmt: skip
     Reason("unsafe_path", "sources", _I, "a tar member whose name is absolute or contains '..'"),
     Reason("corrupt_tar", "sources", _I, "a class tar that cannot be read to its end"),
     # text (filters are off by default)

@@ -10,7 +10,14 @@ outer file, so an image's offset is absolute in the outer file.
 
 Every directory entry or tar member is accounted for: an image reference, or a
 :class:`~imagenet_captions.outcomes.Drop` (``bad_image_name``, ``not_a_class_folder``,
-``unknown_class``, ``unsafe_path``, ``not_a_file``, ``corrupt_tar``). The listing is planned once
+``unknown_class``, ``unsafe_path``, ``link``, ``not_a_file``, ``corrupt_tar``).
+
+A link is never followed, neither a symbolic link in the folder (an image file or a class folder)
+nor a symbolic or hard link member of a tar: it can lead anywhere outside the tree (another
+user's photo, ``/etc/passwd``), and what it points at would be read into a shard and published.
+The folder a build is given, and its ``train/`` child, are the user's choice and are followed; what
+stands inside them is not. The reader opens loose files with ``O_NOFOLLOW`` and reads only regular
+files, so an entry swapped for a link or a pipe after the listing is unreadable, not followed. The listing is planned once
 (:func:`plan_listing`: the class folders or class tars, plus what stands at the top) and each part
 is listed by a worker (:func:`list_part`); which classes are known is the build's class list.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tarfile
 import threading
 from collections.abc import Container, Iterable, Iterator
@@ -98,7 +106,9 @@ def list_top_level(root: str | Path) -> tuple[list[str], list[Listed]]:
     top = train_folder(root)
     folders, others = [], []
     for entry in sorted(os.scandir(top), key=lambda e: e.name):
-        if entry.is_dir():
+        if entry.is_symlink():
+            others.append(_link(entry.name, entry.path))
+        elif entry.is_dir(follow_symlinks=False):
             if WNID_RE.match(entry.name):
                 folders.append(entry.path)
             else:
@@ -119,15 +129,27 @@ def list_class_folder(folder: str, known: Container[str] | None = None) -> Itera
     wnid = os.path.basename(folder.rstrip("/"))
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         shown = f"{wnid}/{entry.name}"
-        if not entry.is_file():
+        if entry.is_symlink():
+            yield _link(shown, entry.path)
+            continue
+        if not entry.is_file(follow_symlinks=False):
             yield Drop(IMAGES, "not_a_file", shown)
             continue
         named = classify_name(entry.name, wnid, known, shown)
         if isinstance(named, Drop):
             yield named
         else:
-            st = entry.stat()
+            st = entry.stat(follow_symlinks=False)
             yield image_ref(named[0], named[1], entry.path, None, st.st_size, st.st_mtime_ns)
+
+
+def _link(shown: str, path: str) -> Drop:
+    """A symbolic link, counted and never followed; the detail says where it points."""
+    try:
+        target = os.readlink(path)
+    except OSError:  # gone or replaced since the listing: still not followed
+        target = "?"
+    return Drop(IMAGES, "link", shown, f"symbolic link to {target}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -204,7 +226,10 @@ def _classify_member(
         return None  # directories carry no images; their files are members of their own
     if ".." in name.split("/") or name.startswith("/"):
         return Drop(IMAGES, "unsafe_path", name)
-    if not m.isfile():
+    if m.issym() or m.islnk():  # no data of its own: reading "its" bytes would read whatever follows
+        kind = "symbolic" if m.issym() else "hard"
+        return Drop(IMAGES, "link", name, f"{kind} link to {m.linkname}")
+    if not m.isfile() or m.issparse():  # a sparse member's data is not its size in one piece
         return Drop(IMAGES, "not_a_file", name)
     base = name.rsplit("/", 1)[-1]
     if folder_wnid is None and base.endswith(".tar"):
@@ -367,11 +392,22 @@ def _read_remote(ref: dict[str, Any]) -> bytes:
 
 _MAX_READ = 0x7FFFF000  # Linux returns at most this much from one read(2)
 
+#: How a loose image is opened: never through a symbolic link, and without waiting on a pipe (a
+#: FIFO's open would block until a writer came); both flags are absent on some platforms.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
 
 def _read_whole(path: str, size: int | None) -> bytes:
-    """All of a file; a regular file's short read means its end, so the usual case is one ``read``."""
-    fd = os.open(path, os.O_RDONLY)
+    """All of a file; a regular file's short read means its end, so the usual case is one ``read``.
+
+    The listing saw a regular file, but the entry may have been replaced since: a link is refused by
+    the open (``O_NOFOLLOW``), anything else that is not a regular file (a pipe, a device that never
+    ends) by the check after it. Both raise OSError, which the writer counts as ``unreadable_image``.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path}")
         want = min((size or 0) + 1, _MAX_READ)
         data = os.read(fd, want)
         if len(data) < want:
