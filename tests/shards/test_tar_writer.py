@@ -8,6 +8,7 @@ import tarfile
 import pytest
 import webdataset as wds
 
+from imagenet_captions.shards.hashfile import HashingFile
 from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME
 from imagenet_captions.shards.writer import TarWriter
 
@@ -24,11 +25,13 @@ def _tarfile_bytes(path, members):
 
 
 def _ours(path, members, per_sample=1):
-    with TarWriter(str(path)) as tw:
+    out = HashingFile(str(path))
+    with TarWriter(out) as tw:
         for i, (name, data) in enumerate(members):
             tw.add(name, data)
             if (i + 1) % per_sample == 0:
                 tw.flush()
+    out.commit()
     return path.read_bytes()
 
 
@@ -57,11 +60,13 @@ def test_archive_end_is_padded_like_tarfile(tmp_path, count):
 
 
 def test_webdataset_reads_it(tmp_path):
-    with TarWriter(str(tmp_path / "s.tar")) as tw:
+    out = HashingFile(str(tmp_path / "s.tar"))
+    with TarWriter(out) as tw:
         for i in range(3):
             tw.add(f"n01440764_{i}.txt", f"caption {i}".encode())
             tw.add(f"n01440764_{i}.cls", str(i).encode())
             tw.flush()
+    out.commit()
     samples = list(wds.WebDataset(str(tmp_path / "s.tar"), shardshuffle=False))
     assert [(s["__key__"], s["txt"], s["cls"]) for s in samples] == [
         (f"n01440764_{i}", f"caption {i}".encode(), str(i).encode()) for i in range(3)

@@ -1,7 +1,11 @@
 """``imagenet-captions validate <out>``: check a build's outputs against each other and the rules.
 
 What it checks, without trusting any one file:
-- every tar is complete and readable to its end, every member is a regular file of our names;
+- every shard file has the size and the sha256 its shard's manifest entry records (taken by the
+  writer as it wrote the file), so a flipped byte is found even where every other check passes; an
+  older build's entries have sizes only;
+- every tar is complete and readable to its end, ends with the format's two zero blocks, and every
+  member is a regular file of our names;
 - keys are unique across all shards, valid image ids (no dot), and each sample has exactly the
   members jpg, txt, json, cls;
 - each tar matches its Parquet file row for row (same keys in the same order; label, caption and
@@ -18,42 +22,66 @@ store (``gs://``, ``s3://``) is validated where it lies, as a local one is.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import tarfile
 from collections.abc import Iterator
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imagenet_captions import fsio
 from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
 from imagenet_captions.shards import layout
+from imagenet_captions.shards.hashfile import HashingReader
 
 MAX_PROBLEMS_SHOWN = 50
+#: A tar ends with two zero blocks (POSIX); tarfile and our writer then pad to a whole record.
+END_BLOCKS = 2 * tarfile.BLOCKSIZE
+READ_BUFFER = 1 << 20
 
 
-def _tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {ext: bytes}) in tar order; raises tarfile.TarError/OSError on a broken tar."""
+class _TarRead:
+    """What reading a tar to its end found besides its samples: its sha256 and size, and whether it
+    ends with the two zero blocks of the format (tarfile stops quietly at the end of the data)."""
+
+    sha256: str = ""
+    size: int = 0
+    has_end: bool = False
+
+
+def _tar_samples(path: str, read: _TarRead | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {ext: bytes}) in tar order; raises tarfile.TarError/OSError on a broken tar. At the end,
+    ``read`` gets the file's digest and end check, from the same one pass over its bytes."""
     current, members = None, {}
-    with fsio.open_read(path) as f, tarfile.open(fileobj=f, mode="r:") as tf:
-        for m in tf:
-            if not m.isfile():
-                raise tarfile.TarError(f"member {m.name!r} is not a regular file")
-            key, dot, ext = m.name.partition(".")
-            if not dot or "/" in m.name:
-                raise tarfile.TarError(f"member {m.name!r} is not <key>.<ext>")
-            data = tf.extractfile(m).read()  # type: ignore[union-attr]
-            if len(data) != m.size:
-                raise tarfile.TarError(f"member {m.name!r} is truncated ({len(data)} of {m.size} bytes)")
-            if key != current:
-                if current is not None:
-                    yield current, members
-                current, members = key, {}
-            if ext in members:
-                raise tarfile.TarError(f"member {m.name!r} appears twice")
-            members[ext] = data
+    with fsio.open_read(path) as raw:
+        hashing = HashingReader(raw)
+        f = io.BufferedReader(hashing, READ_BUFFER)
+        with tarfile.open(fileobj=f, mode="r:") as tf:
+            for m in tf:
+                if not m.isfile():
+                    raise tarfile.TarError(f"member {m.name!r} is not a regular file")
+                key, dot, ext = m.name.partition(".")
+                if not dot or "/" in m.name:
+                    raise tarfile.TarError(f"member {m.name!r} is not <key>.<ext>")
+                data = tf.extractfile(m).read()  # type: ignore[union-attr]
+                if len(data) != m.size:
+                    raise tarfile.TarError(f"member {m.name!r} is truncated ({len(data)} of {m.size} bytes)")
+                if key != current:
+                    if current is not None:
+                        yield current, members
+                    current, members = key, {}
+                if ext in members:
+                    raise tarfile.TarError(f"member {m.name!r} appears twice")
+                members[ext] = data
+            end = tf.offset  # where the next header would start: the end blocks, in a whole tar
+        if read is not None:
+            f.seek(end)
+            read.has_end = f.read(END_BLOCKS) == bytes(END_BLOCKS)
+            read.sha256, read.size = hashing.finish()
     if current is not None:
         yield current, members
 
@@ -74,16 +102,23 @@ def _check_jpeg(data: bytes, decode: bool) -> str | None:
     return None
 
 
-def validate_shard(tar_path: str, parquet_path: str, decode: bool = False) -> tuple[list[str], list[str]]:
-    """(keys in the tar, problems) for one shard and its Parquet file."""
+def validate_shard(
+    tar_path: str, parquet_path: str, decode: bool = False, recorded: dict[str, Any] | None = None
+) -> tuple[list[str], list[str]]:
+    """(keys in the tar, problems) for one shard and its Parquet file; ``recorded`` is the shard's
+    manifest entry, whose sizes and sha256 each file must have."""
     name = fsio.basename(tar_path)
     problems: list[str] = []
     keys: list[str] = []
     samples: list[tuple[str, dict[str, bytes]]] = []
+    read = _TarRead()
     try:
-        samples = list(_tar_samples(tar_path))
+        samples = list(_tar_samples(tar_path, read))
     except (tarfile.TarError, OSError, EOFError) as e:
         return [], [f"{name}: unreadable or incomplete tar: {e}"]
+    problems += recorded_problems(name, read.sha256, read.size, recorded)
+    if not read.has_end:
+        problems.append(f"{name}: no end-of-archive blocks (two zero blocks of 512 bytes): the tar was cut short")
     for key, members in samples:
         keys.append(key)
         if parse_image_id(key) is None:
@@ -99,9 +134,13 @@ def validate_shard(tar_path: str, parquet_path: str, decode: bool = False) -> tu
     if not fsio.exists(parquet_path):
         return keys, [*problems, f"{name}: no Parquet file {fsio.basename(parquet_path)}"]
     try:
-        rows = _read_parquet(parquet_path, ["key", "label", "caption", "jpg_bytes"]).to_pylist()
+        table, parquet_problems = read_parquet_checked(
+            parquet_path, ["key", "label", "caption", "jpg_bytes"], recorded
+        )
+        rows = table.to_pylist()
     except Exception as e:
         return keys, [*problems, f"{fsio.basename(parquet_path)}: unreadable Parquet: {e}"]
+    problems += parquet_problems
     if [r["key"] for r in rows] != keys:
         problems.append(
             f"{name}: Parquet rows ({len(rows)}) do not match the tar's samples ({len(keys)}) in order"
@@ -126,10 +165,28 @@ def validate_shard(tar_path: str, parquet_path: str, decode: bool = False) -> tu
     return keys, problems
 
 
-def _read_parquet(path: str, columns: list[str]) -> Any:
-    """A Parquet table read through fsio (pyarrow alone would not know a scheme Beam registered)."""
-    with fsio.open_read(path) as f:
-        return pq.read_table(f, columns=columns)
+def recorded_problems(name: str, sha256: str, size: int, recorded: dict[str, Any] | None) -> list[str]:
+    """A file's size, then its sha256, against its shard's manifest entry (an older build's entry
+    has sizes but no sha256: then only the size is checked)."""
+    if not recorded:
+        return []
+    want_size = recorded.get("sizes", {}).get(name)
+    if want_size is not None and want_size != size:
+        return [f"{name}: {size} bytes, {layout.MANIFEST_FILE} says {want_size}"]
+    want = recorded.get("sha256", {}).get(name)
+    if want is not None and want != sha256:
+        return [f"{name}: sha256 differs from {layout.MANIFEST_FILE}'s: the file changed after it was written"]
+    return []
+
+
+def read_parquet_checked(
+    path: str, columns: list[str], recorded: dict[str, Any] | None
+) -> tuple[Any, list[str]]:
+    """``(table, problems)``: the file is read once, for its rows and for its size and sha256 (a
+    shard's Parquet file is text, small enough to hold)."""
+    data = fsio.read_bytes(path)
+    problems = recorded_problems(fsio.basename(path), hashlib.sha256(data).hexdigest(), len(data), recorded)
+    return pq.read_table(pa.BufferReader(data), columns=columns), problems
 
 
 def _load_json(path: str, problems: list[str]) -> Any:
@@ -175,16 +232,23 @@ def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list
     leftovers = [n for n in fsio.walk_files(shard_dir) if fsio.is_temp(n)]
     problems += [f"unfinished file left behind: {n}" for n in leftovers]
     names = [n for n in names if not fsio.is_temp(n)]
+    manifest_problems: list[str] = []  # reported after the shards', as the manifest is checked against them
+    manifest = _load_json(fsio.join(shard_dir, layout.MANIFEST_FILE), manifest_problems)
+    entries = _manifest_entries(manifest, manifest_problems)
     counts: dict[str, int] = {}
     seen: dict[str, str] = {}
     if text_only:
         for n in (n for n in names if n.endswith(".parquet")):
             try:
-                keys = _read_parquet(fsio.join(shard_dir, n), ["key"]).column("key").to_pylist()
+                table, parquet_problems = read_parquet_checked(
+                    fsio.join(shard_dir, n), ["key"], entries.get(n[: -len(".parquet")])
+                )
+                keys = table.column("key").to_pylist()
             except Exception as e:
                 problems.append(f"{n}: unreadable Parquet: {e}")
                 continue
             counts[n] = len(keys)
+            problems += parquet_problems
             problems += _duplicates(keys, n, seen)
     else:
         tars = [n for n in names if n.endswith(".tar")]
@@ -192,7 +256,10 @@ def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list
         problems += [f"{o}.parquet has no tar" for o in sorted(orphans)]
         for n in tars:
             keys, shard_problems = validate_shard(
-                fsio.join(shard_dir, n), fsio.join(shard_dir, n[:-4] + ".parquet"), decode
+                fsio.join(shard_dir, n),
+                fsio.join(shard_dir, n[:-4] + ".parquet"),
+                decode,
+                entries.get(n[:-4]),
             )
             counts[n] = len(keys)
             problems += shard_problems
@@ -200,10 +267,10 @@ def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list
     sizes = _load_json(fsio.join(shard_dir, layout.SIZES_FILE), problems)
     if sizes is not None and sizes != counts:
         problems.append(f"sizes.json {sizes} does not match the shards on disk {counts}")
-    manifest = _load_json(fsio.join(shard_dir, layout.MANIFEST_FILE), problems)
+    problems += manifest_problems
     if manifest is not None:
         problems += _planned_shards(manifest, names, text_only)
-        listed = sorted(f for e in manifest.get("shards", {}).values() for f in e["files"])
+        listed = sorted(f for e in entries.values() for f in e["files"])
         on_disk = sorted(n for n in names if n.endswith((".tar", ".parquet")))
         if listed != on_disk:
             problems.append(f"manifest.json lists {len(listed)} shard files, {len(on_disk)} are on disk")
@@ -215,6 +282,27 @@ def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list
         problems += [f"report.json: {p}" for p in rep.get("accounting_problems", [])]
     summary = {"dir": shard_dir, "shards": len(counts), "samples": total, "text_only": text_only}
     return summary, problems
+
+
+def _manifest_entries(manifest: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """The manifest's shard entries (stem -> entry) that have the shape a build writes; a problem
+    for the manifest, or each entry, that does not (a hand-edited or damaged file is a finding)."""
+    if manifest is None:
+        return {}
+    shards = manifest.get("shards") if isinstance(manifest, dict) else None
+    if not isinstance(shards, dict):
+        problems.append(f"{layout.MANIFEST_FILE}: no shards table: not a build manifest")
+        return {}
+    entries = {}
+    for stem, entry in shards.items():
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if isinstance(files, list) and all(isinstance(f, str) for f in files) and all(
+            isinstance(entry.get(k, {}), dict) for k in ("sizes", "sha256")
+        ):
+            entries[stem] = entry
+        else:
+            problems.append(f"{layout.MANIFEST_FILE}: the entry of shard {stem} is not a shard entry")
+    return entries
 
 
 def _duplicates(keys: list[str], shard: str, seen: dict[str, str]) -> list[str]:

@@ -10,6 +10,7 @@ the decoder's message; the rest of the shard is written.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -22,9 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
+import pyarrow.parquet as pq
 
 from imagenet_captions import fsio, schema
 from imagenet_captions.images import ImageError, ImageOptions, process_image
+from imagenet_captions.shards.hashfile import HashingFile, commit_all, discard_all
 from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME, order_key, shard_stem
 from imagenet_captions.sources.imagenet import ImageReader
 
@@ -50,6 +53,8 @@ class ShardResult:
     files: list[str] = field(default_factory=list)
     #: bytes of each file, recorded with the shard so a rerun can tell a whole file from one cut short
     sizes: dict[str, int] = field(default_factory=dict)
+    #: sha256 of each file, hashed as it was written: what ``validate`` and a release check the bytes by
+    sha256: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     kept: bool = False
 
@@ -61,6 +66,7 @@ class ShardResult:
             "digest": self.digest,
             "files": self.files,
             "sizes": self.sizes,
+            "sha256": self.sha256,
             "seconds": self.seconds,
             "kept": self.kept,
         }
@@ -74,6 +80,7 @@ class ShardResult:
             d["digest"],
             d["files"],
             d.get("sizes", {}),
+            d.get("sha256", {}),  # none in an older build's entries
             d.get("seconds", 0.0),
             d.get("kept", False),
         )
@@ -104,16 +111,6 @@ def to_json_bytes(obj: Any) -> bytes:
         )
 
 
-def _commit(tmp: str, final: str) -> None:
-    """Rename a finished shard file into place: a reader sees it whole or not at all.
-
-    Unlike :func:`fsio.atomic_write`'s reports and manifests, shard files are not fsync'd: waiting for
-    the disk after every shard would stall the writer for as long as writing it took (docs/shards.md).
-    A process crash cannot tear them (the page cache outlives the process); for a power cut, each
-    shard's recorded sizes let the rerun tell a file cut short and write that shard again."""
-    os.replace(tmp, final)
-
-
 class TarWriter:
     """Append-only ustar writer for regular files with the fixed metadata of :mod:`layout`.
 
@@ -125,55 +122,44 @@ class TarWriter:
     (docs/shards.md). The bytes
     are exactly what ``tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)`` writes for the same
     members (the tests compare them), so any tar reader, webdataset included, reads the shards.
+    It writes into a :class:`~imagenet_captions.shards.hashfile.HashingFile` (which hashes the bytes
+    on their way out) and closes it at the end; renaming it into place is the caller's.
     """
 
-    def __init__(self, path: str):
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    def __init__(self, out: HashingFile):
+        self._out = out
         self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._offset = 0
 
     def add(self, name: str, data: bytes) -> None:
         """Queue one member; :meth:`flush` (called per sample) writes the queue."""
         size = len(data)
         pad = -size % tarfile.BLOCKSIZE
         self._pending += (_header(name, size), data, _ZEROS[:pad])
-        self._pending_size += tarfile.BLOCKSIZE + size + pad
 
     def flush(self) -> None:
-        """Write every queued piece in one ``writev`` (more only if the kernel writes less)."""
-        pieces, size = self._pending, self._pending_size
-        self._pending, self._pending_size = [], 0
-        if not pieces:
-            return
-        written = os.writev(self._fd, pieces)
-        self._offset += written
-        if written != size:
-            rest = b"".join(pieces)[written:]
-            while rest:
-                n = os.write(self._fd, rest)
-                self._offset += n
-                rest = rest[n:]
+        """Write every queued piece in one ``writev``."""
+        pieces, self._pending = self._pending, []
+        self._out.writev(pieces)
 
     def close(self) -> None:
         """End the archive as tarfile does (two zero blocks, then zeros to a whole 10 KiB record)."""
-        if self._fd < 0:
+        if self._out.closed:
             return
         try:
             self.flush()
             end = 2 * tarfile.BLOCKSIZE
-            end += -(self._offset + end) % tarfile.RECORDSIZE
-            self._pending, self._pending_size = [bytes(end)], end
-            self.flush()
+            end += -(self._out.size + end) % tarfile.RECORDSIZE
+            self._out.write(bytes(end))
         finally:
-            os.close(self._fd)
-            self._fd = -1
+            self._out.close()
 
     def __enter__(self) -> TarWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """End the archive, unless the block failed: the caller then discards the unfinished file."""
+        if exc_type is None:
+            self.close()
 
 
 _ZEROS = bytes(tarfile.BLOCKSIZE)
@@ -209,6 +195,8 @@ def _header(name: str, size: int) -> bytes:
 #: Threads that decode and resize images ahead of the tar writer when there is decoding to overlap
 #: (``--resize``) or latency to hide (an object store); see :func:`write_shard`.
 READ_THREADS = min(4, os.cpu_count() or 1)
+#: Bytes pyarrow's many small writes of a Parquet file are gathered into before each ``write``.
+PARQUET_BUFFER = 1 << 20
 #: How many images may be read ahead of the writer: bounds memory at ~this many images per shard.
 READ_AHEAD = 64
 
@@ -303,6 +291,10 @@ def write_shard(
     shard is only the Parquet file. Records must carry the schema's text columns and ``label``. An object-store
     ``out_dir`` (gs://, s3://) gets files written on local disk first, then copied whole.
 
+    The files take their final names only once all of them are written, so a failure (a full disk)
+    leaves neither, and no temporary file either: never a tar without its Parquet file. Each file's
+    size and sha256 are taken as it is written (:class:`HashingFile`), not by reading it again.
+
     ``threads`` (default: :func:`auto_threads`) read and check (or resize) the next images while
     this thread writes: reads, decodes and resizes release the GIL, so the disk, the decoder and the
     tar writer overlap. The order of the shard is fixed by the keys, never by which thread finishes
@@ -319,44 +311,63 @@ def write_shard(
     os.makedirs(out_dir, exist_ok=True)
     stem = shard_stem(index)
     result = ShardResult(index=index, written=0, digest=digest)
-    rows: list[dict[str, Any]] = []
-    if with_images:
-        tar_path = os.path.join(out_dir, f"{stem}.tar")
-        tmp = fsio.temp_path(tar_path)
-        image_options = image_options or ImageOptions()
-        if threads is None:
-            threads = auto_threads(samples, image_options)
-        with ImageReader() as reader, TarWriter(tmp) as tf:
-
-            def load(sample: tuple[dict[str, Any], dict[str, Any] | None]) -> Loaded:
-                return load_image(reader, sample[1], image_options, sample[0].get("expect"))
-
-            for (record, _), (jpg, info, reason, message) in zip(
-                samples, read_ahead(load, samples, threads), strict=True
-            ):
-                if reason is not None:
-                    result.dropped.append((record["key"], reason, message))
-                    continue
-                key = record["key"]
-                row = {**record, **info}
-                row.pop("expect", None)
-                tf.add(f"{key}.jpg", jpg)
-                tf.add(f"{key}.txt", row["caption"].encode())
-                tf.add(f"{key}.json", to_json_bytes(row))
-                tf.add(f"{key}.cls", str(row["label"]).encode())
-                tf.flush()
-                rows.append(row)
-        _commit(tmp, tar_path)
-        result.files.append(f"{stem}.tar")
-        result.sizes[f"{stem}.tar"] = os.path.getsize(tar_path)
-    else:
-        rows = [{k: v for k, v in record.items() if k != "expect"} for record, _ in samples]
-    parquet_path = os.path.join(out_dir, f"{stem}.parquet")
-    fsio.write_parquet_atomic(schema.to_table(rows), parquet_path, compression="zstd")
-    result.files.append(f"{stem}.parquet")
-    result.sizes[f"{stem}.parquet"] = os.path.getsize(parquet_path)
+    files: list[HashingFile] = []  # the Parquet file first, the tar (what loaders look for) last
+    try:
+        if with_images:
+            tar = HashingFile(os.path.join(out_dir, f"{stem}.tar"))
+            files.append(tar)
+            rows = _write_tar(tar, samples, image_options or ImageOptions(), threads, result)
+        else:
+            rows = [{k: v for k, v in record.items() if k != "expect"} for record, _ in samples]
+        parquet = HashingFile(os.path.join(out_dir, f"{stem}.parquet"))
+        files.insert(0, parquet)
+        with io.BufferedWriter(parquet, PARQUET_BUFFER) as f:
+            pq.write_table(schema.to_table(rows), f, compression="zstd")
+        commit_all(files)
+    except BaseException:
+        discard_all(files)
+        raise
+    for done in reversed(files):
+        name = os.path.basename(done.path)
+        result.files.append(name)
+        result.sizes[name] = done.size
+        result.sha256[name] = done.sha256
     result.written = len(rows)
     return result
+
+
+def _write_tar(
+    out: HashingFile,
+    samples: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    image_options: ImageOptions,
+    threads: int | None,
+    result: ShardResult,
+) -> list[dict[str, Any]]:
+    """Read, check and tar each sample's image into ``out``; the rows stored, the rest in ``result.dropped``."""
+    if threads is None:
+        threads = auto_threads(samples, image_options)
+    rows: list[dict[str, Any]] = []
+    with ImageReader() as reader, TarWriter(out) as tf:
+
+        def load(sample: tuple[dict[str, Any], dict[str, Any] | None]) -> Loaded:
+            return load_image(reader, sample[1], image_options, sample[0].get("expect"))
+
+        for (record, _), (jpg, info, reason, message) in zip(
+            samples, read_ahead(load, samples, threads), strict=True
+        ):
+            if reason is not None:
+                result.dropped.append((record["key"], reason, message))
+                continue
+            key = record["key"]
+            row = {**record, **info}
+            row.pop("expect", None)
+            tf.add(f"{key}.jpg", jpg)
+            tf.add(f"{key}.txt", row["caption"].encode())
+            tf.add(f"{key}.json", to_json_bytes(row))
+            tf.add(f"{key}.cls", str(row["label"]).encode())
+            tf.flush()
+            rows.append(row)
+    return rows
 
 
 def _write_shard_remote(
