@@ -127,6 +127,17 @@ def test_diff_counts_every_release_record_once(harvested: Path, tmp_path: Path) 
     assert report["examples"]["gone"][0]["image_id"] == "n01440764_4"
 
 
+def test_diff_reads_a_release_as_the_build_does(harvested: Path, tmp_path: Path) -> None:
+    """A BOM is dropped (ijson refused it: a usage error), and a nesting bomb is one clear line."""
+    path = release_file(tmp_path)
+    plain = export.diff_release(str(harvested), str(path))["counts"]
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert export.diff_release(str(harvested), str(path))["counts"] == plain
+    path.write_bytes(b"[" * 2_000 + b"]" * 2_000)  # deep enough to refuse, small enough for the old code
+    with pytest.raises(UsageError, match="nested deeper than 64"):
+        export.diff_release(str(harvested), str(path))
+
+
 def test_a_broken_release_file_is_a_usage_error(harvested: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('[{"filename": "n01440764_1.JPEG", ')

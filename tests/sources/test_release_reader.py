@@ -101,3 +101,76 @@ def test_lone_surrogates_become_replacement_characters():
     assert record["description"] == "ok \U0001f600"  # a proper pair is one character and stays
     for text in (record["title"], *record["tags"], record["description"]):
         text.encode("utf-8")
+
+
+def test_a_utf8_bom_is_dropped_not_refused(tmp_path):
+    """Windows tools and some editors write a byte order mark before the JSON: the file is still the release."""
+    records = [dict(REC, filename=f"n01440764_{i}.JPEG", title="caf\u00e9") for i in range(3)]
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(records, ensure_ascii=False).encode("utf-8"))
+    z = tmp_path / "bom.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(path, "imagenet_captions.json")
+    assert list(iter_release_items(path)) == records
+    assert list(iter_release_items(z)) == records
+    assert count_release_records(path) == 3
+    path.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbf[]")  # only the first mark is a BOM: the second is not JSON
+    with pytest.raises(ReleaseFormatError):
+        count_release_records(path)
+
+
+def _nested(depth: int, text: str) -> object:
+    """A record whose description holds ``text``, nested inside ``depth - 2`` more lists (so the deepest
+    list is at ``depth``, counting the top-level list and the record)."""
+    value: object = []
+    for _ in range(depth - 3):
+        value = [value]
+    return [dict(REC, description=text, extra=value)]
+
+
+# Strings that look like nesting, or like the end of a string, to a scanner that does not know JSON.
+TRICKY = '[[[{{{ "]]]}}} \\ \\" \\\\" "[" \u00e9\u65e5 ' + "[" * 100
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 64, 1 << 20])
+def test_nesting_is_counted_outside_strings_across_chunk_boundaries(chunk):
+    """The depth guard sees the stream in chunks that cut strings, escapes and characters anywhere."""
+    from imagenet_captions.sources.release import MAX_DEPTH, _DepthGuard
+
+    for depth, refused in ((MAX_DEPTH, False), (MAX_DEPTH + 1, True)):
+        data = json.dumps(_nested(depth, TRICKY), ensure_ascii=False).encode("utf-8")
+        data = data.replace(b'"extra"', b'"a\\\\":"\\\\","extra"')  # escaped backslashes before quotes
+        json.loads(data)  # still valid JSON
+        guard = _DepthGuard("x.json")
+        try:
+            for i in range(0, len(data), chunk):
+                guard.feed(data[i : i + chunk], i)
+        except ReleaseFormatError as e:
+            assert refused, e
+            assert "nested deeper than 64" in str(e)
+        else:
+            assert not refused and guard.depth == 0 and not guard.in_string
+
+
+def test_deep_nesting_is_one_line_and_exit_2_within_1_gb(tmp_path):
+    """200 kB of brackets took ijson 22 GB (its memory grows with the square of the depth). The build
+    runs under a 1 GB address-space limit, so the old code fails with MemoryError, not the machine."""
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / "deep.json"
+    path.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "imagenet_captions.cli", "build", "--metadata", f"release:{path}",
+         "--out", str(tmp_path / "out")],
+        preexec_fn=limit, capture_output=True, timeout=300,
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 2, err[-2000:]
+    assert len(err.strip().splitlines()) == 1 and "nested deeper than 64 levels" in err
+    assert "Traceback" not in err

@@ -13,14 +13,14 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
-
-import ijson
 
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr import store
+from imagenet_captions.sources.release import ReleaseFormatError, iter_release_items
 
 RELEASE_FIELDS = ("filename", "title", "tags", "description", "wnid")
 
@@ -48,15 +48,17 @@ def _norm_text(text: Any) -> str:
     return re.sub(r"\s+", " ", str(text or "")).strip()
 
 
-def iter_release_file(path: str):  # noqa: ANN201 - an iterator of dicts
-    """Stream the records of a release JSON list (the official file is ~50 MB)."""
+def iter_release_file(path: str) -> Iterator[Any]:
+    """Stream the items of a release JSON list or zip, read as the build reads one
+    (:func:`imagenet_captions.sources.release.iter_release_items`: a BOM dropped, invalid UTF-8
+    replaced, nesting bounded)."""
     try:
-        with open(path, "rb") as f:
-            yield from ijson.items(f, "item")
+        yield from iter_release_items(path)
     except OSError as e:
         raise UsageError(f"cannot read release file {path}: {e.strerror}") from None
-    except ijson.JSONError as e:
-        raise UsageError(f"release file {path} is not a JSON list of records: {e}") from None
+    except ReleaseFormatError as e:
+        reason = str(e).removeprefix(f"{path}: ")
+        raise UsageError(f"release file {path} is not a JSON list of records: {reason}") from None
 
 
 def diff_release(

@@ -2,9 +2,15 @@
 
 The file is one JSON list of ``{filename, title, tags, description, wnid}`` (~450k records, ~130 MB),
 so it is streamed with ijson, never loaded whole. Invalid UTF-8 bytes are replaced (U+FFFD) rather
-than failing the file: one bad byte in one user's description must not lose 450k records. A file that
-is not a JSON list of objects is an error for the whole file, raised as :class:`ReleaseFormatError`
+than failing the file: one bad byte in one user's description must not lose 450k records; a UTF-8
+byte order mark at the start (some editors and Windows tools write one) is dropped. A file that is
+not a JSON list of objects is an error for the whole file, raised as :class:`ReleaseFormatError`
 with the byte position, before any pipeline starts (see :func:`count_release_records`).
+
+Nesting deeper than :data:`MAX_DEPTH` levels (a record is three deep) is such an error too, found
+by :class:`_DepthGuard` in each chunk before ijson sees it: ijson keeps the path of every open level
+(``item.item.item...``), so its memory grows with the square of the depth, and a 200 kB file of
+100,000 brackets would take tens of GB.
 """
 
 from __future__ import annotations
@@ -30,13 +36,82 @@ class ReleaseFormatError(UsageError):
     """The release file as a whole is not what it should be (not JSON, not a list, truncated)."""
 
 
-class _Utf8Repair(io.RawIOBase):
-    """A byte stream that yields valid UTF-8: invalid sequences become U+FFFD, decoded incrementally."""
+#: The deepest nesting of lists and objects a release file may have (a record is three levels deep:
+#: the list, the record, its tags).
+MAX_DEPTH = 64
+# A complete JSON string (the unrolled form of "(?:[^"\\]|\\.)*": one character-class run at a time).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# The rest of a string's body, from inside it: stops at its closing quote, or at a backslash that
+# ends the chunk, or at the chunk's end.
+_STRING_BODY = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
+# Keeps only the brackets of a chunk, as "[" and "]" ("{" and "}" nest alike).
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
-    def __init__(self, raw: IO[bytes]):
+
+class _DepthGuard:
+    """Tracks the nesting depth of a JSON byte stream fed in chunks, outside strings; raises
+    :class:`ReleaseFormatError` past :data:`MAX_DEPTH`. Strings are skipped by regular expressions
+    and the brackets counted in a loop over the brackets alone, so it costs a fraction of the parse."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False  # inside a string, the chunk ended on a backslash
+
+    def feed(self, data: bytes, offset: int) -> None:
+        """Check the next chunk; ``offset`` is its position in the stream, for the message."""
+        start = 0
+        if self.in_string:
+            if self.escaped:
+                start, self.escaped = 1, False
+            start = self._skip_string(data, start)
+            if start is None:
+                return
+        outside = _STRING.sub(b"", data[start:])
+        open_quote = outside.find(b'"')  # what is left of a string the chunk does not close
+        if open_quote >= 0:
+            self.in_string = True
+            tail = outside[open_quote + 1 :]
+            self.escaped = _STRING_BODY.match(tail).end() < len(tail)  # type: ignore[union-attr]
+            outside = outside[:open_quote]
+        depth = self.depth
+        for bracket in outside.translate(_BRACKETS, _NOT_BRACKETS):
+            if bracket == 0x5B:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ReleaseFormatError(
+                        f"{self.name}: JSON nested deeper than {MAX_DEPTH} levels (near byte {offset + start}); "
+                        "a release file is a list of flat records"
+                    )
+            else:
+                depth -= 1
+        self.depth = depth
+
+    def _skip_string(self, data: bytes, start: int) -> int | None:
+        """Past the string the previous chunk left open: the position after its closing quote, or
+        None when it goes on to the next chunk."""
+        end = _STRING_BODY.match(data, start).end()  # type: ignore[union-attr]
+        if end == len(data):
+            return None
+        if data[end] == 0x5C:  # a backslash that ends the chunk: its escaped byte comes next
+            self.escaped = True
+            return None
+        self.in_string = False
+        return end + 1
+
+
+class _Utf8Repair(io.RawIOBase):
+    """A byte stream that yields valid UTF-8 without a BOM, decoded incrementally (invalid sequences
+    become U+FFFD), and that checks each chunk's nesting (:class:`_DepthGuard`) before handing it on."""
+
+    def __init__(self, raw: IO[bytes], name: str):
         self._raw = raw
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+        self._guard = _DepthGuard(name)
         self._pending = b""
+        self._handed = 0  # repaired bytes handed on so far
         self.position = 0  # bytes consumed from the underlying file, for error messages
 
     def readable(self) -> bool:
@@ -48,6 +123,8 @@ class _Utf8Repair(io.RawIOBase):
             self.position += len(chunk)
             final = not chunk
             self._pending = self._decoder.decode(chunk, final=final).encode("utf-8")
+            self._guard.feed(self._pending, self._handed)
+            self._handed += len(self._pending)
             if final and not self._pending:
                 return 0
         n = min(len(buffer), len(self._pending))
@@ -70,10 +147,10 @@ def open_release(path: str | Path) -> Iterator[IO[bytes]]:
                 if len(names) != 1:
                     raise ReleaseFormatError(f"{path}: expected one .json file in the zip, found {names}")
                 with zf.open(names[0]) as raw:
-                    yield io.BufferedReader(_Utf8Repair(raw), 1 << 20)
+                    yield io.BufferedReader(_Utf8Repair(raw, path), 1 << 20)
         else:
             f.seek(0)
-            yield io.BufferedReader(_Utf8Repair(f), 1 << 20)
+            yield io.BufferedReader(_Utf8Repair(f, path), 1 << 20)
 
 
 def iter_release_items(path: str | Path) -> Iterator[Any]:
