@@ -93,6 +93,7 @@ CASES = [
     _case("build", "--shard-size", "zero", *BUILD, "--shard-size=0"),
     _case("build", "--shard-size", "type", *BUILD, "--shard-size=big"),
     _case("build", "--num-shards", "zero", *BUILD, "--num-shards=0"),
+    _case("build", "--num-shards", "range", *BUILD, "--num-shards=100000000"),
     _case("build", "--min-shards", "negative", *BUILD, "--min-shards=-1"),
     _case("build", "--resize", "range", *BUILD, "--resize=4"),
     _case("build", "--resize", "negative", *BUILD, "--resize=-256"),
@@ -196,3 +197,127 @@ def test_a_mistake_before_the_command_is_one_line(capsys) -> None:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("imagenet-captions: error: ") for line in lines)
     assert "COMMAND" in lines[0] and "no-such-command" in lines[1]
+
+
+# A mistyped option used to reach Beam, which dropped it with a warning among INFO lines: the build ran
+# in full without it and exited 0. Each must now stop before any work, naming the option meant.
+TYPOS = [
+    pytest.param("build", "--resize", [*BUILD, "--resise", "256"], id="build-resise"),
+    pytest.param("build", "--num-shards", [*BUILD, "--num-shardz", "4"], id="build-num-shardz"),
+    pytest.param("build", "--resize 256", [*BUILD, "--resize256"], id="build-no-separator"),
+    pytest.param("build", "--direct_num_workers", [*BUILD, "--direct_num_worker=2"], id="build-beam-typo"),
+    pytest.param("build", "--dask-address", [*BUILD, "--dask-adress", "h:1"], id="build-dask-address"),
+    pytest.param("build", "stray", [*BUILD, "stray"], id="build-positional"),
+    pytest.param("harvest", "--qps", [*HARVEST, "--qsp", "2"], id="harvest-qsp"),
+    pytest.param("demo", "--per-class", ["--out={out}", "--perclass", "3"], id="demo-perclass"),
+]
+
+
+@pytest.mark.parametrize(("command", "meant", "args"), TYPOS)
+def test_a_mistyped_option_is_one_line_naming_the_closest(
+    command: str, meant: str, args: list[str], world: dict[str, str], tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("FLICKR_API_KEY", "0123456789abcdef0123456789abcdef")
+    argv = [command, *(a.format(**world, out=str(tmp_path / "out")) for a in args)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"imagenet-captions {command}: error: "), captured.err
+    assert meant in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_beam_options_are_still_passed_through(world: dict[str, str], tmp_path: Path, capsys) -> None:
+    """Beam's own options (any registered PipelineOptions flag, in either spelling), ours for Dask, and
+    a bare --dry_run are accepted; the dry run translates the graph and exits 0."""
+    build = [a.format(**world, out=str(tmp_path / "out")) for a in BUILD]
+    for beam_args in (
+        ["--dry_run", "--direct_num_workers", "2", "--direct_running_mode=multi_threading"],
+        ["--dry_run=true", "--experiments", "a", "--experiments=b", "--job_name", "x", "--project=p"],
+        ["--runner", "dask", "--dask_partition_size", "2", "--dry_run"],
+    ):
+        assert main(["build", *build, *beam_args]) == 0, (beam_args, capsys.readouterr().err[-2000:])
+        assert "dry run: the build's graph was translated" in capsys.readouterr().out
+
+
+def test_num_shards_has_an_upper_bound() -> None:
+    """--num-shards 100000000 on 20 records ran ten minutes to an out-of-memory kill."""
+    from imagenet_captions.build import BuildConfig
+    from imagenet_captions.errors import OptionError
+
+    assert BuildConfig(metadata="release:x.json", out="o", num_shards=1_000_000).num_shards == 1_000_000
+    with pytest.raises(OptionError, match="--num-shards must be at most 1,000,000, not 100,000,000"):
+        BuildConfig(metadata="release:x.json", out="o", num_shards=100_000_000)
+
+
+def test_more_shards_than_records_is_allowed(world: dict[str, str], tmp_path: Path) -> None:
+    """Empty shards are part of the format: a small text-only build into many shards still works."""
+    out = tmp_path / "out"
+    assert main(["build", f"--metadata=release:{world['release_json']}", f"--out={out}", "--num-shards=200"]) == 0
+    sizes = json.loads((out / "captions" / "sizes.json").read_text())
+    assert len(sizes) == 200 and sum(sizes.values()) < 200
+
+
+# ``--help`` of these commands shows every default (train, eval and download say theirs themselves); the
+# help of ``validate`` has none today, and is checked so that one added later is shown too.
+HELP_COMMANDS = ["demo", "build", "validate", "release", "harvest"]
+
+
+def _option_help(help_text: str, option: str) -> str:
+    """The help block of one option: its line and the indented lines that continue it, as one line."""
+    lines = help_text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(option + " ") or line.strip().startswith(option + ",") or line.strip() == option:
+            block = [line]
+            for more in lines[i + 1 :]:
+                if not more.strip() or more.lstrip().startswith("-") or not more.startswith("    "):
+                    break
+                block.append(more)
+            return " ".join(" ".join(block).split())
+    raise AssertionError(f"{option} is not in the help:\n{help_text}")
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS)
+def test_help_shows_every_default(command: str, capsys, monkeypatch) -> None:
+    import argparse
+    import importlib
+
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    help_text = capsys.readouterr().out
+    shown = 0
+    parser = argparse.ArgumentParser()
+    importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
+    for action in parser._actions:
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        if action.default in (None, False, "", argparse.SUPPRESS):  # nothing worth saying
+            continue
+        block = _option_help(help_text, action.option_strings[-1])
+        spellings = {str(action.default)} | ({f"{action.default:g}"} if isinstance(action.default, float) else set())
+        assert "default" in block and any(s in block for s in spellings), block
+        shown += 1
+    assert shown > 0 or command == "validate"  # validate has no option with a default (yet)
+
+
+def test_build_help_says_which_beam_options_it_takes(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    for command in ("build", "demo", "harvest"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        words = ["Beam pipeline options", "--runner", "--dask-address", "docs/scale-out.md", "is an error"]
+        if command != "harvest":  # harvest runs in its own process: it says it takes no runner
+            words.append("--direct_num_workers")
+        for word in words:
+            assert word in text, (command, word, text)
+
+
+def test_harvest_takes_no_dask_address(world: dict[str, str], tmp_path: Path, capsys, monkeypatch) -> None:
+    """harvest always runs in its own process: a --dask-address would be dropped as silently as a typo."""
+    monkeypatch.setenv("FLICKR_API_KEY", "0123456789abcdef0123456789abcdef")
+    argv = ["harvest", *(a.format(**world, out=str(tmp_path / "out")) for a in HARVEST), "--dask-address=h:1"]
+    assert main(argv) == 2
+    assert "--dask-address" in capsys.readouterr().err and not (tmp_path / "out").exists()

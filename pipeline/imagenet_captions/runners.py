@@ -1,6 +1,8 @@
 """How a Beam pipeline is made from the pass-through Beam options of ``build`` and ``harvest``.
 
-The commands hand every option they do not know to this module. It decides which runner runs the
+The commands hand every option they do not know to this module, which first refuses one that is
+neither theirs nor a Beam pipeline option (:func:`check_beam_args`: Beam itself would drop it with a
+warning and run without it). It decides which runner runs the
 graph: Beam's in-process FnApiRunner by default (the DirectRunner would download the Prism binary),
 Beam's DaskRunner for ``--runner dask`` (with our ``--dask-address HOST:PORT``, or a local cluster
 we start and close), and any other runner exactly as Beam would make it. It also says how many
@@ -14,12 +16,15 @@ with other code. This module must never change what a stage computes; it only ch
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import NoReturn
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult, PipelineRunner, PipelineState
 
 from imagenet_captions.errors import UsageError
@@ -161,6 +166,93 @@ def beam_options(beam_args: list[str]) -> list[str]:
     if _last_value(args, "--dask_partition_size") is None and _last_value(args, "--dask_npartitions") is None:
         args.append("--dask_partition_size=1")
     return args
+
+
+# ---------------------------------------------------------------------------------------------------
+# Refusing what is not an option
+# ---------------------------------------------------------------------------------------------------
+
+
+class _StrictBeamParser(_BeamArgumentParser):
+    """Beam's own parser (it knows ValueProvider options), but a bad value is our one-line error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _all_option_classes() -> list[type[PipelineOptions]]:
+    """Every PipelineOptions subclass imported so far, subclasses of subclasses included."""
+    found: dict[str, type[PipelineOptions]] = {}
+    todo = list(PipelineOptions.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        found.setdefault(f"{cls.__module__}.{cls.__qualname__}", cls)
+        todo.extend(cls.__subclasses__())
+    return list(found.values())
+
+
+def _beam_parser() -> _StrictBeamParser:
+    """A parser of every Beam pipeline option registered now, and ours, built as Beam builds its own
+    (``PipelineOptions.get_all_options``); ``allow_abbrev=False`` as there: Beam drops an
+    abbreviation, so it is unknown here."""
+    # "resolve": a class that re-declares another's flag (a user's options class) keeps both classes' others.
+    parser = _StrictBeamParser(allow_abbrev=False, add_help=False, conflict_handler="resolve")
+    for cls in _all_option_classes():
+        cls._add_argparse_args(parser)  # noqa: SLF001 - how Beam itself lists its options
+    parser.add_argument(DASK_ADDRESS)
+    return parser
+
+
+def _register_dask_options(beam_args: list[str]) -> None:
+    """Beam declares the DaskRunner's options in the module that imports Dask: import it only when the
+    options mention Dask (imports that every other build need not pay for)."""
+    if is_dask(beam_args) or any(a.startswith("--dask") for a in beam_args):
+        # Without the dask extra, make_pipeline says so when the Dask runner is asked for.
+        with contextlib.suppress(ImportError):
+            import apache_beam.runners.dask.dask_runner  # noqa: F401 - registers DaskOptions
+
+
+def known_beam_options() -> list[str]:
+    """The option strings of every Beam pipeline option registered now, and our ``--dask-address``."""
+    return [s for action in _beam_parser()._actions for s in action.option_strings]  # noqa: SLF001
+
+
+def check_beam_args(beam_args: list[str], ours: Iterable[str] = (), choose_runner: bool = True) -> None:
+    """Refuse (one line, exit 2) an argument that is neither the command's (``ours``) nor a Beam option;
+    with ``choose_runner=False`` (a command that always runs in its own process), ``--dask-address``
+    too, which would otherwise be dropped as silently.
+
+    Beam parses the options it knows and drops the rest with a warning lost among INFO lines, so a
+    mistyped ``--resise 256`` or ``--resize256`` built everything without resizing and exited 0. The
+    message names the closest option, ours or Beam's. A value Beam's parser rejects
+    (``--direct_num_workers two``) is refused here too, instead of ending in Beam's usage block."""
+    is_dry_run(beam_args)  # a bare --dry_run is ours to accept; a bad value is refused by name
+    if not choose_runner and _given(beam_args, DASK_ADDRESS):
+        raise UsageError(f"{DASK_ADDRESS}: this command runs in this process, on no cluster")
+    _register_dask_options(beam_args)
+    args = _without(beam_args, "--dry_run")
+    _, unknown = _beam_parser().parse_known_args(args)
+    if not unknown:
+        return
+    options = [u for u in unknown if u.startswith("-")]
+    if not options:
+        raise UsageError(f"unrecognized argument: {unknown[0]}")
+    name = options[0].split("=", 1)[0]
+    known = sorted(set(ours) | set(known_beam_options()))
+    hint = _hint(name, known)
+    raise UsageError(f"unknown option {name} (neither this command's nor a Beam pipeline option){hint}")
+
+
+def _hint(name: str, known: list[str]) -> str:
+    """``; did you mean ...?`` with the closest known option, or a pointer to the lists of options."""
+    glued = [k for k in known if name.startswith(k) and name[len(k) :][:1].isdigit()]
+    if glued:  # --resize256: an option and its value without a space
+        option = max(glued, key=len)
+        return f"; did you mean {option} {name[len(option):]}?"
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"; did you mean {close[0]}?"
+    return "; see --help and docs/scale-out.md for the options"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -91,6 +91,51 @@ def test_parallelism_without_a_cluster():
         )
 
 
+def test_every_documented_kind_of_beam_option_is_accepted():
+    """Options of every runner the docs name, in both spellings, pass the check untouched."""
+    for args in (
+        [],
+        ["--dry_run"],
+        ["--dry_run", "false", "--direct_num_workers=0", "--direct_running_mode", "multi_processing"],
+        ["--runner", "dask", "--dask-address", "h:1", "--dask_connection_timeout", "1", "--dask_npartitions=7"],
+        ["--runner=DaskRunner", "--dask_scheduler_file", "s.json", "--dask_partition_size", "2"],
+        ["--runner", "FlinkRunner", "--parallelism", "8", "--flink_version", "1.19"],
+        ["--runner", "PortableRunner", "--job_endpoint", "localhost:8099", "--environment_type=LOOPBACK"],
+        ["--environment_type", "EXTERNAL", "--environment_config", "localhost:50000"],
+        ["--runner", "DataflowRunner", "--project", "p", "--region", "r", "--temp_location", "gs://b/t"],
+        ["--sdk_location=container", "--sdk_container_image", "img", "--experiments", "use_runner_v2"],
+        ["--max_num_workers", "4", "--worker_machine_type", "n2-standard-8", "--experiments=a"],
+    ):
+        runners.check_beam_args(args, ours=["--out"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--resise", "256"], "unknown option --resise .*; did you mean --resize\\?"),
+        (["--resize256"], "did you mean --resize 256\\?"),
+        (["--num-shardz=4"], "did you mean --num-shards\\?"),
+        (["--direct_num_worker", "2"], "did you mean --direct_num_workers\\?"),
+        (["--runer", "dask"], "did you mean --runner\\?"),
+        (["--runner", "dask", "--dask_partition_sise", "2"], "did you mean --dask_partition_size\\?"),
+        (["--direct_num"], "did you mean --direct_num_workers\\?"),  # Beam drops abbreviations
+        (["--zzzzzzzz"], "unknown option --zzzzzzzz .*see --help"),
+        (["stray"], "unrecognized argument: stray"),
+        (["--direct_num_workers", "two"], "--direct_num_workers: invalid int value: 'two'"),
+        (["--dry_run=maybe"], "--dry_run takes true or false"),
+    ],
+)
+def test_what_is_not_an_option_is_refused(args: list[str], message: str):
+    with pytest.raises(UsageError, match=message):
+        runners.check_beam_args(args, ours=["--out", "--resize", "--num-shards"])
+
+
+def test_an_in_process_command_takes_no_dask_address():
+    runners.check_beam_args(["--direct_num_workers", "1"], choose_runner=False)
+    with pytest.raises(UsageError, match="--dask-address: this command runs in this process"):
+        runners.check_beam_args(["--dask-address", "h:1"], choose_runner=False)
+
+
 class _Inner(beam.PTransform):
     def expand(self, pcoll):
         return pcoll | "Pair" >> beam.Map(lambda x: (x % 2, x)) | "Group" >> beam.GroupByKey()

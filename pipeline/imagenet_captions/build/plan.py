@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imagenet_captions import __version__, classes, fsio
-from imagenet_captions.errors import UsageError
+from imagenet_captions.errors import OptionError, UsageError
 from imagenet_captions.images import ImageOptions, resizer_name
 from imagenet_captions.shards import incremental, layout
 from imagenet_captions.sources import MetadataSource, imagenet, open_source, split_spec
@@ -23,6 +23,10 @@ from imagenet_captions.text import TextOptions
 
 #: Parts per worker the metadata read is split into: a few, so a slow part does not hold the rest.
 PARTS_PER_WORKER = 2
+#: The most shards ``--num-shards`` may ask for. More shards than records is allowed (empty shards are
+#: part of the format), but every planned shard is a seed, a task and two files: a count in the
+#: hundreds of millions planned for many minutes and ran out of memory before writing anything.
+MAX_SHARDS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class BuildConfig:
         split_spec(self.metadata)
         if self.num_shards is not None and self.num_shards < 1:
             raise UsageError(f"--num-shards must be at least 1, not {self.num_shards}")
+        if self.num_shards is not None and self.num_shards > MAX_SHARDS:
+            raise OptionError(f"--num-shards must be at most {MAX_SHARDS:,}, not {self.num_shards:,}")
         if self.shard_size < 1:
             raise UsageError(f"--shard-size must be at least 1, not {self.shard_size}")
         if self.min_shards < 1:
