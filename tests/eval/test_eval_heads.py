@@ -131,3 +131,32 @@ def test_scorer_counts_group_targets_and_class_filters() -> None:
     s = Scorer("objectnet", None, frozenset({409, 530, 954}))
     s.update(logits, [(409, 530), (409, 530), (1,)])
     assert (s.correct, s.total, s.top1) == (1, 2, 0.5)
+
+
+def test_clip_head_is_fp32_under_bf16_autocast(tiny_clip: LoadedModel) -> None:
+    """The tower may run in bf16; the zero-shot product must not (its logits decide close argmaxes)."""
+    head = Head(tiny_clip, templates=["a photo of a {c}."])
+    images = torch.randn(4, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(images)
+        features = tiny_clip.encode_image(images)
+    assert logits.dtype == torch.float32
+    assert torch.allclose(logits, 100.0 * features.float() @ head.weights.T.float(), rtol=0, atol=1e-4)
+
+
+def test_classifier_head_is_fp32_under_bf16_autocast() -> None:
+    """The body runs in bf16; the linear head is computed in fp32 from the body's features."""
+    torch.manual_seed(0)
+    model = build_model(model_config("ce-tiny")).eval()
+    loaded = LoadedModel("classifier", model, None, {}, wnids(), {}, torch.device("cpu"), "imagenet-captions")
+    images = torch.randn(8, 3, 32, 32)
+    seen: list[torch.Tensor] = []
+    hook = model.fc.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = Head(loaded)(images)
+    hook.remove()
+    assert logits.dtype == torch.float32 and len(seen) == 1 and seen[0].dtype == torch.bfloat16
+    expected = F.linear(seen[0].float(), model.fc.weight, model.fc.bias)  # fp32 head on the bf16 features
+    assert torch.allclose(logits, expected, rtol=0, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # and the hook is gone afterwards
+        assert model(images).dtype == torch.bfloat16

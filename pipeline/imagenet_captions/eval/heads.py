@@ -86,8 +86,14 @@ class Head:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """float32 logits. The image tower runs under the caller's autocast (bf16 on a GPU); the head
+        does not: features are cast to fp32 and the product with the class weights (or the linear
+        layer) runs outside autocast, since bf16 logits over 1,000 close classes change argmaxes.
+        """
         if self.kind == "clip":
-            return 100.0 * self.loaded.encode_image(images) @ self.weights.T
+            features = self.loaded.encode_image(images).float()
+            with torch.autocast(features.device.type, enabled=False):
+                return 100.0 * features @ self.weights.T.float()
         logits = self.loaded.logits(images)
         if self.columns is None:
             return logits

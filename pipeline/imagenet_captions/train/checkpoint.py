@@ -96,9 +96,23 @@ class LoadedModel:
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Class logits [N, len(wnids)] in label order (classifiers only)."""
+        """Class logits [N, len(wnids)] in label order, float32 (classifiers only).
+
+        Under autocast the body runs in the autocast dtype, but the linear head (the model's last
+        ``nn.Linear``, applied last by every classifier ``build_model`` makes) is computed again in
+        fp32 from its input: bf16 logits over 1,000 classes change argmaxes and tie rows
+        (docs/eval.md, "Heads in fp32").
+        """
         self._want("classifier")
-        return self.model(images.to(self.device)).float()
+        images = images.to(self.device)
+        head = _last_linear(self.model)
+        if head is None or not torch.is_autocast_enabled(images.device.type):
+            return self.model(images).float()
+        handle = head.register_forward_hook(_linear_in_fp32)
+        try:
+            return self.model(images).float()
+        finally:
+            handle.remove()
 
     @property
     def logit_scale(self) -> float:
@@ -125,6 +139,18 @@ class LoadedModel:
     def _want(self, kind: str) -> None:
         if self.kind != kind:
             raise TypeError(f"this is a {self.kind} model; that method needs a {kind} model")
+
+
+def _last_linear(model: nn.Module) -> nn.Linear | None:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
+
+
+def _linear_in_fp32(module: nn.Linear, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+    """Forward hook: the layer's output recomputed in fp32, outside autocast, from its input."""
+    with torch.autocast(args[0].device.type, enabled=False):
+        bias = None if module.bias is None else module.bias.float()
+        return F.linear(args[0].float(), module.weight.float(), bias)
 
 
 def load_for_inference(
