@@ -27,6 +27,7 @@ from PIL import Image, ImageOps
 from imagenet_captions.eval.datasets import EvalSet
 from imagenet_captions.eval.heads import predict
 from imagenet_captions.train import resources
+from imagenet_captions.train.device_decode import wait_for_stream
 from imagenet_captions.train.resources import SAMPLE_OVERHEAD, fit_workers, mean_file_bytes
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class GpuPreprocess:
         jpeg_idx = [i for i, b in enumerate(blobs) if bytes(b[:2].tolist()) == _JPEG_MAGIC]
         try:
             if jpeg_idx:
+                wait_for_stream(self.device)  # nvJPEG writes without waiting for this stream
                 decoded = decode_jpeg(
                     [blobs[i] for i in jpeg_idx], mode=ImageReadMode.RGB, device=self.device
                 )
@@ -166,6 +168,7 @@ class GpuPreprocess:
         except Exception:  # one bad stream (or a CMYK one) fails the batch: retry one by one
             for i in jpeg_idx:
                 with contextlib.suppress(Exception):
+                    wait_for_stream(self.device)
                     out[i] = decode_jpeg(blobs[i], mode=ImageReadMode.RGB, device=self.device)
         for i, b in enumerate(blobs):
             if out[i] is not None:

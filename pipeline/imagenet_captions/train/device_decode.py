@@ -19,6 +19,20 @@ from PIL import Image
 from imagenet_captions.train.augment import Augment, rrc_params
 
 
+def wait_for_stream(device: torch.device) -> None:
+    """Host-wait for the work queued on ``device``'s current stream; call it before each CUDA decode.
+
+    torchvision's CUDA ``decode_jpeg`` allocates its outputs on the caller's stream, then nvJPEG
+    writes them from a stream of its own that does not wait for the caller's (pytorch/vision#9606).
+    The caching allocator hands out a block as soon as it is freed on the stream that owns it, so
+    the decoder can overwrite memory that kernels queued on the caller's stream are still to read.
+    A device-side wait (an event) does not hold back the hardware decoder, which writes when it is
+    called (meta-pytorch/torchcodec#1634): the host has to wait.
+    """
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.current_stream(device).synchronize()
+
+
 def crop_params_for_batch(shapes: list[tuple[int, int]], aug: Augment, seed: int) -> list[tuple[int, ...]]:
     """Per-image (top, left, h, w, flip) for a device-decoded batch, from the batch's own seed."""
     rng = random.Random(seed)
@@ -44,11 +58,13 @@ def device_decode_crop(
 
     fallbacks = 0
     try:
+        wait_for_stream(device)
         images = decode_jpeg(jpgs, mode=ImageReadMode.RGB, device=device)
     except Exception:  # one bad image fails the whole batch call: retry one by one
         images = []
         for data in jpgs:
             try:
+                wait_for_stream(device)
                 images.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
             except Exception:
                 images.append(None)
