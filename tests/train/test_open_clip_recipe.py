@@ -43,3 +43,13 @@ def test_open_clip_trainer_on_our_shards(tmp_path):
     assert m.kind == "clip" and m.source == "open_clip"
     assert m.encode_text(m.tokenizer(["a photo of a red circle"])).shape == (1, 64)
     assert m.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 64)
+
+
+def test_a_refusal_of_open_clips_trainer_is_a_failed_exit(tmp_path, capsys):
+    """open_clip_train.main returns -1 for "Experiment already exists": the recipe must not exit 0."""
+    from imagenet_captions.train.open_clip_recipe import main
+
+    (tmp_path / "logs" / "c").mkdir(parents=True)
+    (tmp_path / "logs" / "c" / "out.log").write_text("an earlier run\n")
+    rc = main(["--logs", str(tmp_path / "logs"), "--name", "c", "--device", "cpu", "--report-to", ""])
+    assert rc != 0 and "already exists" in capsys.readouterr().out

@@ -17,6 +17,9 @@ when the installed webdataset has the marker. It also accepts ``--add-model-conf
 model config or a folder of them, ``open_clip.add_model_config``) so tests can use a tiny model::
 
     python -m imagenet_captions.train.open_clip_recipe [--add-model-config PATH] <open_clip_train.main args>
+
+Unlike ``python -m open_clip_train.main``, which exits 0 when it refuses to run, a refusal here
+exits 1.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     patch_webdataset_eof()
     from open_clip_train.main import main as open_clip_main
 
-    open_clip_main(args)
-    return 0
+    # open_clip_train.main returns -1 when it refuses (an experiment folder that already exists,
+    # bad resume options) after printing why; a caller reading exit 0 would parse a stale log.
+    rc = open_clip_main(args)
+    return 0 if rc in (None, 0) else 1
 
 
 if __name__ == "__main__":
