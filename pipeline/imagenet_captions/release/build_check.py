@@ -1,8 +1,10 @@
 """What a build must be before it is published: complete, consistent, and what its files say.
 
-Checked from the files alone, cheaply (Parquet footers, not rows): ``validate`` is the full check,
-and a publisher should run it first; this refuses what would make a wrong release (a partial
-build, a rerun's leftovers, a manifest that disagrees with the disk). It reads and never writes.
+Checked from the files alone, cheaply (Parquet footers and file sizes, not rows): ``validate`` is
+the full check, and a publisher should run it first; this refuses what would make a wrong release
+(a partial build, a rerun's leftovers, a manifest that disagrees with the disk, a file changed after
+the build, a build file that is not the shape the build writes). The digest of each file is checked
+as the release reads it (:meth:`Build.confirm`), so each file is read once. It reads and never writes.
 """
 
 from __future__ import annotations
@@ -21,20 +23,45 @@ from imagenet_captions.shards import layout
 from imagenet_captions.shards.incremental import COMMITS_DIR
 
 _STEM_RE = re.compile(r"^\d{5}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Build:
-    """A complete build, as checked: where its shards are and what its manifest and report say."""
+    """A complete build, as checked: where its shards are, what its manifest and report say, and the
+    size and sha256 its manifest records for every shard file (``recorded``: name -> (size, sha256))."""
 
     dir: str
     shard_dir: str
     text_only: bool
     manifest: dict[str, Any]
     report: dict[str, Any]
+    recorded: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)
 
     def shard_path(self, name: str) -> str:
         return os.path.join(self.shard_dir, name)
+
+    def confirm(self, name: str, size: int, sha256: str) -> None:
+        """Refuse a shard file whose bytes, as read for the release, are not the ones the build wrote.
+
+        The release publishes (or records, for tars it does not publish) what it read, so a file cut
+        short or changed after the build would otherwise go out with its new size and digest, and
+        verify for every downloader."""
+        want_size, want_sha = self.recorded[name]
+        _check_size(self.shard_path(name), size, want_size)
+        if sha256 != want_sha:
+            raise UsageError(
+                f"{self.shard_path(name)}: its sha256 is not the one in the build's manifest: "
+                f"it changed after the build (restore it, or build again)"
+            )
+
+
+def _check_size(path: str, size: int, want: int) -> None:
+    if size != want:
+        raise UsageError(
+            f"{path} is {size:,} bytes, the build's manifest says {want:,}: "
+            "it changed after the build (restore it, or build again)"
+        )
 
 
 def _load_json(path: str, what: str) -> Any:
@@ -43,15 +70,71 @@ def _load_json(path: str, what: str) -> Any:
             return json.load(f)
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist: {what}") from None
-    except ValueError as e:
+    except ValueError as e:  # UnicodeDecodeError included
         raise UsageError(f"{path} is not JSON ({e}): {what}") from None
+
+
+def _load_object(path: str, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``, or one line: every reader below takes it for one."""
+    obj = _load_json(path, what)
+    if not isinstance(obj, dict):
+        raise UsageError(f"{path} is not a JSON object ({type(obj).__name__}): {what}")
+    return obj
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_report(path: str, report: dict[str, Any]) -> None:
+    """The report's fields that the release copies into its manifest and card have the build's shape."""
+    if not _is_count(report.get("written")):
+        raise UsageError(f"{path}: 'written' is not a count")
+    problems = report.get("accounting_problems", [])
+    if not isinstance(problems, list):
+        raise UsageError(f"{path}: 'accounting_problems' is not a list")
+    for what in ("records", *(["images"] if "images" in report else [])):
+        part = report.get(what)
+        if (
+            not isinstance(part, dict)
+            or not _is_count(part.get("input"))
+            or not isinstance(part.get("outcomes"), dict)
+            or not all(_is_count(n) for n in part["outcomes"].values())
+        ):
+            raise UsageError(f"{path}: {what!r} is not an object of an input count and outcome counts")
+
+
+def _recorded(where: str, stem: str, shard: dict[str, Any], names: list[str]) -> dict[str, tuple[int, str]]:
+    """Each file's size and sha256 as the build recorded them, or a refusal that says to build again.
+
+    A build made before the shard writer recorded them gives the release nothing to check its files
+    against, and hashing them now would certify whatever is on disk today, so it is refused."""
+    sizes, digests = shard.get("sizes"), shard.get("sha256")
+    out = {}
+    for name in names:
+        size = sizes.get(name) if isinstance(sizes, dict) else None
+        if not _is_count(size):
+            raise UsageError(
+                f"{where}: shard {stem} records no size for {name} (a build made by an older version): "
+                "build it again with this version (into the same --out: it rewrites only the shards that lack it)"
+            )
+        digest = digests.get(name) if isinstance(digests, dict) else None
+        if not isinstance(digest, str) or not _SHA256_RE.match(digest):
+            raise UsageError(
+                f"{where}: shard {stem} records no sha256 for {name} (a build made by an older version): "
+                "build it again with this version (into the same --out: it rewrites only the shards that lack it)"
+            )
+        out[name] = (size, digest)
+    return out
 
 
 def inspect_build(build_dir: str) -> Build:
     """The build, or a UsageError naming the first reason it is not complete enough to publish.
 
-    Checked from the files alone (cheaply: Parquet footers, not rows): ``validate`` is the full
-    check, and a publisher should run it first; this refuses what would make a wrong release.
+    Checked from the files alone (cheaply: Parquet footers and file sizes, not rows or digests: the
+    release hashes each file as it copies it and :meth:`Build.confirm` checks the digest then):
+    ``validate`` is the full check, and a publisher should run it first; this refuses what would make
+    a wrong release.
     """
     if not os.path.isdir(build_dir):
         raise UsageError(f"{build_dir} is not a folder")
@@ -62,8 +145,10 @@ def inspect_build(build_dir: str) -> Build:
     if not os.path.isdir(shard_dir):
         raise UsageError(f"{build_dir} holds no {layout.SHARD_DIR}/ or {layout.CAPTIONS_DIR}/: not a build")
     incomplete = "not a complete build (did `imagenet-captions build` finish?)"
-    report = _load_json(os.path.join(build_dir, layout.REPORT_FILE), incomplete)
-    manifest = _load_json(os.path.join(shard_dir, layout.MANIFEST_FILE), incomplete)
+    report_path = os.path.join(build_dir, layout.REPORT_FILE)
+    manifest_path = os.path.join(shard_dir, layout.MANIFEST_FILE)
+    report = _load_object(report_path, incomplete)
+    manifest = _load_object(manifest_path, incomplete)
     leftovers = sorted(
         os.path.relpath(os.path.join(d, n), build_dir)
         for d in (build_dir, shard_dir)
@@ -77,25 +162,34 @@ def inspect_build(build_dir: str) -> Build:
     commits = os.path.join(shard_dir, COMMITS_DIR)
     if os.path.isdir(commits) and os.listdir(commits):
         raise UsageError(f"{commits} holds the records of shards written after the manifest: {incomplete}")
+    _check_report(report_path, report)
     if report.get("accounting_problems"):
         raise UsageError(
             f"{build_dir}/report.json has accounting problems: {report['accounting_problems'][0]}"
         )
     shards = manifest.get("shards")
     if not isinstance(shards, dict) or not shards or "num_shards" not in manifest:
-        raise UsageError(f"{shard_dir}/manifest.json lists no shards: {incomplete}")
+        raise UsageError(f"{manifest_path} lists no shards: {incomplete}")
     suffixes = (".parquet",) if text_only else (".tar", ".parquet")
     listed = set()
+    recorded: dict[str, tuple[int, str]] = {}
     for stem, shard in sorted(shards.items()):
         expect = [f"{stem}{s}" for s in suffixes]
-        if not _STEM_RE.match(stem) or sorted(shard.get("files", [])) != sorted(expect):
-            raise UsageError(
-                f"{shard_dir}/manifest.json: shard {stem} lists {shard.get('files')}, not {expect}"
-            )
+        if not isinstance(shard, dict):
+            raise UsageError(f"{manifest_path}: shard {stem} is not an object")
+        files = shard.get("files")
+        if not _STEM_RE.match(stem) or not isinstance(files, list) or sorted(map(str, files)) != sorted(expect):
+            raise UsageError(f"{manifest_path}: shard {stem} lists {files}, not {expect}")
+        if not _is_count(shard.get("written")):
+            raise UsageError(f"{manifest_path}: shard {stem}: 'written' is not a count")
         missing = [f for f in expect if not os.path.isfile(os.path.join(shard_dir, f))]
         if missing:
             raise UsageError(f"{shard_dir}: {missing[0]} is in the build's manifest but not on disk")
         listed.update(expect)
+        recorded |= _recorded(manifest_path, stem, shard, expect)
+        for name in expect:
+            path = os.path.join(shard_dir, name)
+            _check_size(path, os.path.getsize(path), recorded[name][0])
         try:
             rows = pq.read_metadata(os.path.join(shard_dir, f"{stem}.parquet")).num_rows
         except (OSError, pa.ArrowException) as e:
@@ -116,6 +210,11 @@ def inspect_build(build_dir: str) -> Build:
         )
     if not text_only:
         sizes = _load_json(os.path.join(shard_dir, layout.SIZES_FILE), incomplete)
-        if sizes != {f"{stem}.tar": s["written"] for stem, s in shards.items()}:
+        if sizes != expected_sizes(manifest):
             raise UsageError(f"{shard_dir}/sizes.json does not match the build's manifest")
-    return Build(build_dir, shard_dir, text_only, manifest, report)
+    return Build(build_dir, shard_dir, text_only, manifest, report, recorded)
+
+
+def expected_sizes(manifest: dict[str, Any]) -> dict[str, int]:
+    """What ``sizes.json`` must hold for a build's manifest: each tar's sample count."""
+    return {f"{stem}.tar": s["written"] for stem, s in manifest["shards"].items()}

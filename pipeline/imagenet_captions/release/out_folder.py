@@ -10,8 +10,23 @@ from __future__ import annotations
 import os
 import re
 
+from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.release import manifest as mf
+
+#: What a release writes in each of its sub-folders.
+_ALLOWED = {
+    mf.CAPTIONS_DIR: re.compile(r"^\d{5}\.parquet$"),
+    mf.SHARDS_DIR: re.compile(rf"^(\d{{5}}\.tar|{re.escape(mf.SIZES_FILE)})$"),
+}
+_TOP_FILES = (mf.MANIFEST_FILE, mf.CARD_FILE, mf.CROISSANT_FILE, mf.INCOMPLETE_MARKER)
+#: The temporary name of an unfinished write (``fsio.temp_path``: ``<name>.<pid>-<hex>.tmp``).
+_TEMP_RE = re.compile(r"(\.\d+-[0-9a-f]+)?\.tmp$")
+
+
+def _finished_name(name: str) -> str:
+    """The file an unfinished write (a release killed mid-copy left it) was going to be."""
+    return _TEMP_RE.sub("", name)
 
 
 def prepare_out(out: str, name: str) -> None:
@@ -36,7 +51,12 @@ def prepare_out(out: str, name: str) -> None:
             raise UsageError(
                 f"--out {out} holds files a release does not have ({strangers[0]}); move them first"
             )
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out} cannot be made: {e.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} is not writable")
     mf.write_atomic(os.path.join(out, mf.INCOMPLETE_MARKER), name.encode() + b"\n")
     manifest_path = os.path.join(out, mf.MANIFEST_FILE)
     if os.path.exists(manifest_path):
@@ -57,32 +77,26 @@ def _previous_release_name(out: str) -> str | None:
 
 
 def _not_release_files(out: str) -> list[str]:
-    allowed_top = {
-        mf.MANIFEST_FILE,
-        mf.CARD_FILE,
-        mf.CROISSANT_FILE,
-        mf.INCOMPLETE_MARKER,
-        mf.CAPTIONS_DIR,
-        mf.SHARDS_DIR,
-    }
-    allowed = {
-        mf.CAPTIONS_DIR: re.compile(r"^\d{5}\.parquet(\.tmp)?$"),
-        mf.SHARDS_DIR: re.compile(rf"^(\d{{5}}\.tar|{re.escape(mf.SIZES_FILE)})(\.tmp)?$"),
-    }
+    allowed_top = {*_TOP_FILES, mf.CAPTIONS_DIR, mf.SHARDS_DIR}
     strangers = []
     for name in sorted(os.listdir(out)):
-        base = name.removesuffix(".tmp")
+        base = _finished_name(name)
         path = os.path.join(out, name)
-        if base not in allowed_top or (base in allowed) != os.path.isdir(path):
+        if base not in allowed_top or (base in _ALLOWED) != os.path.isdir(path):
             strangers.append(name)
-        elif base in allowed and name == base:
-            strangers += [f"{name}/{n}" for n in sorted(os.listdir(path)) if not allowed[base].match(n)]
+        elif base in _ALLOWED and name == base:
+            strangers += [
+                f"{name}/{n}" for n in sorted(os.listdir(path)) if not _ALLOWED[base].match(_finished_name(n))
+            ]
     return strangers
 
 
 def remove_stale(out: str, keep: set[str]) -> list[str]:
-    """Remove an earlier release's files that this one does not have (fewer shards, no tars now)."""
-    removed = []
+    """Remove an earlier release's files that this one does not have (fewer shards, no tars now), and
+    what a killed run left half-written."""
+    removed = [n for n in sorted(os.listdir(out)) if fsio.is_temp(n) and _finished_name(n) in _TOP_FILES]
+    for name in removed:
+        os.remove(os.path.join(out, name))
     for sub in (mf.CAPTIONS_DIR, mf.SHARDS_DIR):
         folder = os.path.join(out, sub)
         if not os.path.isdir(folder):
@@ -95,3 +109,23 @@ def remove_stale(out: str, keep: set[str]) -> list[str]:
         if not os.listdir(folder):
             os.rmdir(folder)
     return removed
+
+
+def discard(out: str) -> None:
+    """Remove what a refused release wrote into ``out`` (a folder that was new or empty before it).
+
+    Only names a release writes are removed (its top files and ``captions/`` and ``shards/`` files,
+    finished or not), so a file someone put there meanwhile stays, and so does the folder."""
+    if not os.path.isdir(out):
+        return
+    for sub, pattern in _ALLOWED.items():
+        folder = os.path.join(out, sub)
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if pattern.match(_finished_name(name)):
+                    os.remove(os.path.join(folder, name))
+            if not os.listdir(folder):
+                os.rmdir(folder)
+    for name in os.listdir(out):
+        if _finished_name(name) in _TOP_FILES and os.path.isfile(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))

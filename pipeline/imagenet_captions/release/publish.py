@@ -7,7 +7,9 @@ build that is not complete (no report, accounting problems, a listed shard missi
 temporary files, shard commit records of an unfinished rerun: ``release.build_check``) rather than
 publish a partial dataset, and it never overwrites a folder that is not a release of the same name
 (``release.out_folder``); the card's counts come from the copied files (``release.card_inputs``).
-Every file appears whole or not at all (temporary name, then rename). Plain Python: no Beam; the
+Every file it publishes or records must have the size and sha256 the build's manifest gives it
+(checked in the one read that copies or hashes it), and no file carries a path of the publisher's
+disk: names, sizes and digests only. Every file appears whole or not at all (temporary name, then rename). Plain Python: no Beam; the
 release holds the build's folder lock while it reads, and never changes a byte of the build's data.
 """
 
@@ -31,12 +33,12 @@ import imagenet_captions
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import sha256_file
-from imagenet_captions.locks import folder_lock
+from imagenet_captions.locks import folder_lock, missing_folders, remove_empty
 from imagenet_captions.release import card, croissant
 from imagenet_captions.release import manifest as mf
-from imagenet_captions.release.build_check import Build, inspect_build
+from imagenet_captions.release.build_check import Build, expected_sizes, inspect_build
 from imagenet_captions.release.card_inputs import collect_stats, field_docs
-from imagenet_captions.release.out_folder import prepare_out, remove_stale
+from imagenet_captions.release.out_folder import discard, prepare_out, remove_stale
 from imagenet_captions.shards import layout
 
 __all__ = [
@@ -129,6 +131,8 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
                     else pool.submit(sha256_file, src)
                 )
         results = {k: f.result() for k, f in jobs.items()}
+    for (stem, kind), (digest, size) in sorted(results.items()):
+        build.confirm(f"{stem}.{kind}", size, digest)
     shards: dict[str, dict[str, Any]] = {}
     for stem in stems:
         digest, size = results[stem, "parquet"]
@@ -147,21 +151,86 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
             }
         shards[stem] = entry
     if opts.with_images:
-        _copy_and_hash(
-            build.shard_path(layout.SIZES_FILE), os.path.join(opts.out, mf.SHARDS_DIR, mf.SIZES_FILE)
-        )
+        _publish_sizes(build, os.path.join(opts.out, mf.SHARDS_DIR, mf.SIZES_FILE))
     return shards
+
+
+def _publish_sizes(build: Build, dst: str) -> None:
+    """Publish ``sizes.json`` as read once and checked against the build's manifest (not read twice)."""
+    src = build.shard_path(layout.SIZES_FILE)
+    with open(src, "rb") as f:
+        data = f.read()
+    try:
+        ok = json.loads(data) == expected_sizes(build.manifest)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(f"{src} does not match the build's manifest: it changed after the build")
+    mf.write_atomic(dst, data)
+    shutil.copymode(src, dst)
+
+
+#: Build options that hold a local path the publisher gave (a file's name is all a user can use).
+_PATH_OPTIONS = (("text", "blocklist_source"), ("classes", "source"))
+_DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def public_name(path: str) -> str:
+    """The last component of a path or URL: what a release may say of a file on the publisher's disk."""
+    return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or path
+
+
+def _looks_like_a_path(value: str) -> bool:
+    return value.startswith(("/", "~/", "./", "../")) or "://" in value or _DRIVE_RE.match(value) is not None
+
+
+def _public(value: Any) -> Any:
+    """``value`` with every string that is a local path or URL cut to its name (a safety net for
+    options this module does not know of; the known ones are named in ``_PATH_OPTIONS``)."""
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    if isinstance(value, str) and _looks_like_a_path(value):
+        return public_name(value)
+    return value
+
+
+def public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The build's options as a release records them: names, not the publisher's paths.
+
+    A path says nothing to a user (their files are elsewhere) and tells the world how the
+    publisher's disk is laid out (a home folder is a user name). A text-release rebuild takes the
+    class list and image options from here; neither needs a path."""
+    out = _public(options)
+    text = options.get("text")
+    if isinstance(text, dict) and "blocklist" in text:  # words a caption may not hold, never paths
+        out["text"]["blocklist"] = text["blocklist"]
+    for section, key in _PATH_OPTIONS:
+        part = out.get(section)
+        if isinstance(part, dict) and isinstance(part.get(key), str):
+            part[key] = public_name(part[key])
+    return out
+
+
+def public_metadata(spec: str | None) -> str | None:
+    """``release:/home/me/imagenet_captions.zip`` as ``release:imagenet_captions.zip``: the kind and the name."""
+    if not spec:
+        return spec
+    kind, sep, path = spec.partition(":")
+    return f"{kind}:{public_name(path)}" if sep and path else public_name(spec)
 
 
 def build_section(build: Build) -> dict[str, Any]:
     rep = build.report
     counts: dict[str, Any] = {k: rep[k] for k in ("records", "images") if k in rep}
     counts["written"] = rep["written"]
+    inputs = rep.get("inputs")
     return {
         "num_shards": build.manifest["num_shards"],
-        "options": build.manifest.get("options", {}),
+        "options": public_options(build.manifest.get("options", {})),
         "counts": counts,
-        "metadata": rep.get("inputs", {}).get("metadata"),
+        "metadata": public_metadata(inputs.get("metadata") if isinstance(inputs, dict) else None),
     }
 
 
@@ -169,12 +238,22 @@ def make_release(opts: ReleaseOptions) -> dict[str, Any]:
     """Publish ``opts.build`` into ``opts.out``; returns the manifest written.
 
     Holds the build folder's lock throughout, so no build can rewrite a shard between the checks and
-    the copies (a release of half an old and half a new build would verify and still be wrong).
+    the copies (a release of half an old and half a new build would verify and still be wrong). A
+    refusal found after files were written (a file whose digest is not the build's) removes what
+    this run wrote when ``--out`` was new or empty: nothing is left of a release that was refused.
     """
     if not os.path.isdir(opts.build):
         raise UsageError(f"{opts.build} is not a folder")
+    made = missing_folders(opts.out)
+    was_empty = bool(made) or (os.path.isdir(opts.out) and not os.listdir(opts.out))
     with folder_lock(opts.build, "release"):
-        return _make_release(opts)
+        try:
+            return _make_release(opts)
+        except UsageError:
+            if was_empty:
+                discard(opts.out)
+                remove_empty(made)
+            raise
 
 
 def _make_release(opts: ReleaseOptions) -> dict[str, Any]:
@@ -256,9 +335,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         url=args.url,
         threads=args.threads,
     )
-    if opts.with_images:
-        print(f"WARNING: {card.IMAGES_WARNING}", file=sys.stderr)
     manifest = make_release(opts)
+    if opts.with_images:  # after the release: a refused one is its one line, and publishes nothing
+        print(f"WARNING: {card.IMAGES_WARNING}", file=sys.stderr)
     total = sum(f["size"] for f in manifest["files"])
     tars = sum(1 for s in manifest["shards"].values() if s["tar"])
     print(
