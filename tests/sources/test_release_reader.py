@@ -174,3 +174,47 @@ def test_deep_nesting_is_one_line_and_exit_2_within_1_gb(tmp_path):
     assert done.returncode == 2, err[-2000:]
     assert len(err.strip().splitlines()) == 1 and "nested deeper than 64 levels" in err
     assert "Traceback" not in err
+
+
+def test_the_depth_guard_agrees_with_a_parser_on_random_documents():
+    """Random values with strings made of quotes, backslashes and brackets, cut into random chunks:
+    the guard refuses exactly the documents deeper than 64 and ends every other one at depth 0."""
+    import random
+
+    from imagenet_captions.sources.release import MAX_DEPTH, _DepthGuard
+
+    rng = random.Random(7)
+    alphabet = ['"', "\\", "[", "]", "{", "}", "a", "\u00e9", "\n", "/", '\\"']
+
+    def value(levels: int) -> object:
+        if levels == 0 or rng.random() < 0.3:
+            return "".join(rng.choices(alphabet, k=rng.randrange(12)))
+        if rng.random() < 0.5:
+            return [value(levels - 1) for _ in range(rng.randrange(1, 3))]
+        return {value(0): value(levels - 1) for _ in range(rng.randrange(1, 3))}  # type: ignore[misc]
+
+    def depth(v: object) -> int:
+        if isinstance(v, list):
+            return 1 + max((depth(x) for x in v), default=0)
+        if isinstance(v, dict):
+            return 1 + max((depth(x) for x in v.values()), default=0)
+        return 0
+
+    verdicts = []
+    for _ in range(300):
+        doc, target = value(rng.randrange(6)), MAX_DEPTH - 1 + rng.randrange(3)
+        while depth(doc) < target:
+            doc = [doc, value(2)] if rng.random() < 0.5 else {"k\\": doc}
+        data = json.dumps(doc, ensure_ascii=rng.random() < 0.5).encode("utf-8")
+        guard, refused, i = _DepthGuard("x"), False, 0
+        try:
+            while i < len(data):
+                n = rng.randrange(1, 40)
+                guard.feed(data[i : i + n], i)
+                i += n
+        except ReleaseFormatError:
+            refused = True
+        assert refused == (depth(doc) > MAX_DEPTH), data
+        assert refused or (guard.depth, guard.in_string, guard.escaped) == (0, False, False)
+        verdicts.append(refused)
+    assert 50 < sum(verdicts) < 250  # both kinds were tried

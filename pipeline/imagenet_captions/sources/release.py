@@ -39,67 +39,55 @@ class ReleaseFormatError(UsageError):
 #: The deepest nesting of lists and objects a release file may have (a record is three levels deep:
 #: the list, the record, its tags).
 MAX_DEPTH = 64
-# A complete JSON string (the unrolled form of "(?:[^"\\]|\\.)*": one character-class run at a time).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-# The rest of a string's body, from inside it: stops at its closing quote, or at a backslash that
-# ends the chunk, or at the chunk's end.
-_STRING_BODY = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
-# Keeps only the brackets of a chunk, as "[" and "]" ("{" and "}" nest alike).
-_BRACKETS = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# Deletes every byte but quotes and brackets (what decides the nesting, once escapes are gone).
+_KEEP_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
 class _DepthGuard:
-    """Tracks the nesting depth of a JSON byte stream fed in chunks, outside strings; raises
-    :class:`ReleaseFormatError` past :data:`MAX_DEPTH`. Strings are skipped by regular expressions
-    and the brackets counted in a loop over the brackets alone, so it costs a fraction of the parse."""
+    """Tracks the nesting depth of a JSON byte stream fed in chunks, counting brackets outside
+    strings only; raises :class:`ReleaseFormatError` past :data:`MAX_DEPTH`.
+
+    Every step is a C-speed pass over bytes, so it costs about what ijson's parse does: escaped
+    backslashes and escaped quotes are removed (``\\\\`` first, so ``\\\\"`` still ends a string), then
+    every byte but quotes and brackets, then every pair of adjacent quotes (an empty string, or the
+    end of one string and the start of the next with nothing that counts between them). What is left
+    is a few strings that hold brackets, split on their quotes; the brackets outside them are counted
+    in a loop. Across chunks it carries whether a string is open and whether a backslash ended the
+    chunk (its escaped byte starts the next)."""
 
     def __init__(self, name: str):
         self.name = name
         self.depth = 0
         self.in_string = False
-        self.escaped = False  # inside a string, the chunk ended on a backslash
+        self.escaped = False  # inside a string, the last chunk ended on an odd run of backslashes
 
     def feed(self, data: bytes, offset: int) -> None:
         """Check the next chunk; ``offset`` is its position in the stream, for the message."""
-        start = 0
+        if self.escaped:
+            data, self.escaped = data[1:], False
+        run = len(data) - len(data.rstrip(b"\\"))
+        escape_next = run % 2 == 1
+        if run:
+            data = data[:-run]  # pairs are escaped backslashes; an odd one escapes the next chunk's first byte
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _KEEP_STRUCTURE)
         if self.in_string:
-            if self.escaped:
-                start, self.escaped = 1, False
-            start = self._skip_string(data, start)
-            if start is None:
-                return
-        outside = _STRING.sub(b"", data[start:])
-        open_quote = outside.find(b'"')  # what is left of a string the chunk does not close
-        if open_quote >= 0:
-            self.in_string = True
-            tail = outside[open_quote + 1 :]
-            self.escaped = _STRING_BODY.match(tail).end() < len(tail)  # type: ignore[union-attr]
-            outside = outside[:open_quote]
+            data = b'"' + data  # reopen the string, so that its closing quote pairs with this one
+        parts = data.replace(b'""', b"").split(b'"')
+        self.in_string = len(parts) % 2 == 0
+        self.escaped = escape_next and self.in_string
         depth = self.depth
-        for bracket in outside.translate(_BRACKETS, _NOT_BRACKETS):
+        for bracket in b"".join(parts[0::2]).translate(_AS_SQUARE):
             if bracket == 0x5B:
                 depth += 1
                 if depth > MAX_DEPTH:
                     raise ReleaseFormatError(
-                        f"{self.name}: JSON nested deeper than {MAX_DEPTH} levels (near byte {offset + start}); "
+                        f"{self.name}: JSON nested deeper than {MAX_DEPTH} levels (in the chunk at byte {offset}); "
                         "a release file is a list of flat records"
                     )
             else:
                 depth -= 1
         self.depth = depth
-
-    def _skip_string(self, data: bytes, start: int) -> int | None:
-        """Past the string the previous chunk left open: the position after its closing quote, or
-        None when it goes on to the next chunk."""
-        end = _STRING_BODY.match(data, start).end()  # type: ignore[union-attr]
-        if end == len(data):
-            return None
-        if data[end] == 0x5C:  # a backslash that ends the chunk: its escaped byte comes next
-            self.escaped = True
-            return None
-        self.in_string = False
-        return end + 1
 
 
 class _Utf8Repair(io.RawIOBase):
