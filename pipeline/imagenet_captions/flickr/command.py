@@ -6,7 +6,8 @@
     imagenet-captions harvest --out DIR --diff imagenet_captions.json [--diff-out FILE]
 
 The key comes from ``$FLICKR_API_KEY`` (comma-separated for several keys) or ``--api-key-file``,
-never from the command line. Progress (calls, rate, answers by status, time left at the quota) is
+never from the command line. A harvest in which no photo got an answer exits 1 with one line
+(:func:`nothing_harvested`); one with some answers exits 0 and counts its failures in the report. Progress (calls, rate, answers by status, time left at the quota) is
 logged every ``--progress-every`` seconds; the run's accounting is ``DIR/harvest_report.json``.
 """
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 from imagenet_captions.dates import parse_instant
 from imagenet_captions.errors import UsageError
@@ -87,6 +89,23 @@ def check_paths(args: argparse.Namespace) -> None:
             raise UsageError(f"{option}: the folder of {path} does not exist")
 
 
+def nothing_harvested(report: dict) -> str | None:
+    """Why the run harvested nothing, or None. A run fails when it asked Flickr about photos and
+    none got an answer (``ok`` or ``not_found``): every one gave up (the endpoint down, all 5xx) or
+    got a Flickr error code (a wrong endpoint's "method not found"). A run with some answers
+    succeeds, its failures counted in the report; so does a run with nothing left to ask."""
+    fetched = report["fetched"]
+    asked = sum(fetched.values())
+    if asked == 0 or fetched["ok"] + fetched["not_found"] > 0:
+        return None
+    calls = (report["calls"] or {}).get("by_outcome", {})
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (
+        f"none of the {asked} photos got an answer (gave_up {fetched['gave_up']}, failed {fetched['failed']} "
+        f"with a Flickr error code; calls: {outcomes or 'none'})"
+    )
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from imagenet_captions.flickr import export, pipeline, store
 
@@ -122,6 +141,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             f"fetched {json.dumps(report['fetched'])}; calls {report['calls']['calls'] if report['calls'] else 0}; "
             f"report {os.path.join(args.out, pipeline.REPORT)}"
         )
+        failure = nothing_harvested(report)
+        if failure is not None:
+            print(f"imagenet-captions harvest: error: {failure}; report {os.path.join(args.out, pipeline.REPORT)}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
     rdir = store.responses_dir(args.out)
     if args.export:
         n = export.export_release(rdir, args.export, as_of)
