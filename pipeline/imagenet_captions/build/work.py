@@ -25,6 +25,7 @@ from imagenet_captions.build.plan import BuildPlan
 from imagenet_captions.outcomes import IMAGES, RECORDS, Drop, Tally
 from imagenet_captions.shards import incremental, layout
 from imagenet_captions.shards.join import DROPPED, IMAGE, RECORD, SEED, join_shard
+from imagenet_captions.shards.outputs import naming_output
 from imagenet_captions.shards.writer import ShardResult, samples_digest, write_shard
 from imagenet_captions.sources import imagenet
 from imagenet_captions.text import TextStage
@@ -133,7 +134,11 @@ def list_images(plan: BuildPlan, part: imagenet.ListingPart) -> Iterator[Tagged]
 
 
 def write_one_shard(plan: BuildPlan, index: int, items: Iterable[tuple[str, str, Any]]) -> Tally:
-    """Join one shard's items, then write the shard, or keep it when its input digest is unchanged."""
+    """Join one shard's items, then write the shard, or keep it when its input digest is unchanged.
+
+    A file that cannot be written (a full disk) ends the build with one line naming it
+    (:class:`~imagenet_captions.shards.outputs.OutputError`); the shard's files are then neither in
+    place nor left half-written, and the shards committed before it are kept for the rerun."""
     samples, drops = join_shard(items, plan.with_images)
     tally = Tally()
     for d in drops:
@@ -148,9 +153,10 @@ def write_one_shard(plan: BuildPlan, index: int, items: Iterable[tuple[str, str,
         result = ShardResult.from_json({**prev, "seconds": 0.0, "kept": True})
     else:
         t0 = time.perf_counter()
-        result = write_shard(
-            index, samples, plan.shard_dir, plan.image, digest, with_images=plan.with_images
-        )
+        with naming_output(plan.shard_dir):
+            result = write_shard(
+                index, samples, plan.shard_dir, plan.image, digest, with_images=plan.with_images
+            )
         result.seconds = time.perf_counter() - t0
         incremental.record_commit(plan.shard_dir, manifest_entry(result), plan.num_shards)
         trace.note("write", stem)

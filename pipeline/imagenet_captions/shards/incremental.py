@@ -20,6 +20,7 @@ from typing import Any
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.shards.layout import MANIFEST_FILE, shard_stem
+from imagenet_captions.shards.outputs import naming_output
 
 COMMITS_DIR = ".commits"
 
@@ -116,19 +117,20 @@ def is_current(entry: dict[str, Any] | None, digest: str, shard_dir: str) -> boo
 def record_commit(shard_dir: str, entry: dict[str, Any], num_shards: int) -> None:
     """Note a shard as committed (its files are in place), for a rerun after a crash."""
     folder = fsio.join(shard_dir, COMMITS_DIR)
-    fsio.makedirs(folder)
-    fsio.write_json_atomic(
-        fsio.join(folder, f"{shard_stem(entry['index'])}.json"), {**entry, "num_shards": num_shards}
-    )
+    path = fsio.join(folder, f"{shard_stem(entry['index'])}.json")
+    with naming_output(path):
+        fsio.makedirs(folder)
+        fsio.write_json_atomic(path, {**entry, "num_shards": num_shards})
 
 
 def clear_commits(shard_dir: str) -> None:
     """The manifest now holds every shard: the commit records are no longer needed."""
     folder = fsio.join(shard_dir, COMMITS_DIR)
-    for name in fsio.listdir(folder):
-        fsio.remove(fsio.join(folder, name))
-    if not fsio.is_remote(folder) and os.path.isdir(folder):
-        os.rmdir(folder)
+    with naming_output(folder):
+        for name in fsio.listdir(folder):
+            fsio.remove(fsio.join(folder, name))
+        if not fsio.is_remote(folder) and os.path.isdir(folder):
+            os.rmdir(folder)
 
 
 def remove_leftovers(shard_dir: str) -> list[str]:
@@ -137,6 +139,7 @@ def remove_leftovers(shard_dir: str) -> list[str]:
     for folder in (shard_dir, fsio.join(shard_dir, COMMITS_DIR)):
         for name in fsio.listdir(folder):
             if fsio.is_temp(name):
-                fsio.remove(fsio.join(folder, name))
+                with naming_output(fsio.join(folder, name)):
+                    fsio.remove(fsio.join(folder, name))
                 removed.append(name)
     return removed

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from imagenet_captions import fsio
 from imagenet_captions.outcomes import IMAGES, RECORDS, Tally
 from imagenet_captions.shards import incremental, layout
+from imagenet_captions.shards.outputs import naming_output
 from imagenet_captions.shards.writer import ShardResult
 
 if TYPE_CHECKING:
@@ -89,16 +90,17 @@ def finalize(plan: BuildPlan, tally: Tally) -> dict[str, Any]:
         inputs[IMAGES] = tally.inputs.get(IMAGES, 0)
     outcomes = outcomes_of(tally, with_images)
     problems = check_accounting(inputs, outcomes)
-    fsio.write_json_atomic(
+    _write_json(
         fsio.join(plan.shard_dir, layout.SIZES_FILE), sizes_of(results, "tar" if with_images else "parquet")
     )
-    removed = remove_stale_shards(plan.shard_dir, {f for r in results for f in r.files})
+    with naming_output(plan.shard_dir):
+        removed = remove_stale_shards(plan.shard_dir, {f for r in results for f in r.files})
     manifest = {
         "num_shards": plan.num_shards,
         "options": plan.output_options,
         "shards": {layout.shard_stem(r.index): manifest_entry(r) for r in sorted(results, key=lambda r: r.index)},
     }
-    fsio.write_json_atomic(fsio.join(plan.shard_dir, layout.MANIFEST_FILE), manifest)
+    _write_json(fsio.join(plan.shard_dir, layout.MANIFEST_FILE), manifest)
     incremental.clear_commits(plan.shard_dir)
     rep: dict[str, Any] = {
         "inputs": {"metadata": config.metadata, "imagenet": config.imagenet, "as_of": config.as_of},
@@ -123,8 +125,14 @@ def finalize(plan: BuildPlan, tally: Tally) -> dict[str, Any]:
     }
     if with_images:
         rep[IMAGES] = {"input": inputs[IMAGES], "outcomes": dict(sorted(outcomes[IMAGES].items()))}
-    fsio.write_json_atomic(fsio.join(config.out, layout.REPORT_FILE), rep)
+    _write_json(fsio.join(config.out, layout.REPORT_FILE), rep)
     return rep
+
+
+def _write_json(path: str, obj: Any) -> None:
+    """One of the build's JSON files; a failure to write it (a full disk) is one line naming it."""
+    with naming_output(path):
+        fsio.write_json_atomic(path, obj)
 
 
 def _text_stats(plan: BuildPlan, tally: Tally) -> dict[str, Any]:
