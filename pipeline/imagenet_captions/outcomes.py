@@ -100,6 +100,12 @@ _CATALOGUE = (
     Reason("unreadable_image", "images", _R, "the image file could not be read (the OS error)"),
     Reason("image_differs", "images", _R,
            "text-release rebuild: the image's sha256 or size differs from the publisher's"),  # fmt: skip
+    # match: class-matched subsets of an image-text corpus (a record is one row of the corpus)
+    Reason("no_caption", "match", _R, "the row has no caption, or one that is blank (after cleaning)"),
+    Reason("no_class", "match", _R, "no term of any class occurs in the caption"),
+    Reason("several_classes", "match", _R, "--multiple drop: the caption names more than one class"),
+    Reason("over_quota", "match", _R,
+           "balancing: the class already has its target of rows (counted per row and class)"),  # fmt: skip
 )
 
 REASONS: dict[str, Reason] = {r.name: r for r in _CATALOGUE}
