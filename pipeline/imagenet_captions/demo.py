@@ -8,16 +8,22 @@ It generates the sample (see sample.py) and runs both paths a user has:
    photos are gone, as on the real Flickr) -> a durable response store -> shards
    (``harvest`` then ``build --metadata responses:...``).
 
-Then it loads the shards back with webdataset and pyarrow, and prints where they are and how to load
-them.
+Then it reads the shards back (the tars with tarfile and Pillow, the Parquet with pyarrow), prints
+where they are and how to load them, and ends with the next commands to run on its output: validate,
+release, train. It must not import webdataset: with torch installed, webdataset imports it, and
+the demo paid for torch's import and memory (nothing that does not train imports torch).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import shlex
 import shutil
+import sys
+import tarfile
 import time
 
 from imagenet_captions.build import BuildConfig, print_summary, run_build
@@ -57,20 +63,49 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def check_shards(shard_dir: str) -> tuple[int, int, str]:
-    """Load the shards back with webdataset and pyarrow: (samples in tars, Parquet rows, one caption)."""
+    """Read the shards back: (samples in the tars, Parquet rows, the longest caption).
+
+    Each tar is read as the plain tar it is (tarfile, members grouped by key as webdataset groups
+    them) and each image decoded with Pillow: the check webdataset's loader would make, without
+    importing it (see the module docstring)."""
     import pyarrow.parquet as pq
-    import webdataset as wds
+    from PIL import Image
 
     tars = sorted(os.path.join(shard_dir, f) for f in os.listdir(shard_dir) if f.endswith(".tar"))
     n, caption = 0, ""
-    for sample in wds.WebDataset(tars, shardshuffle=False, empty_check=False).decode("pil"):
-        assert sample["jpg"].size[0] > 0 and "cls" in sample and "json" in sample
-        n += 1
-        if len(sample["txt"]) > len(caption):
-            caption = sample["txt"]
+    for path in tars:
+        samples: dict[str, dict[str, bytes]] = {}
+        with tarfile.open(path) as tar:
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                data = tar.extractfile(member)
+                samples.setdefault(key, {})[ext] = data.read() if data is not None else b""
+        for key, sample in samples.items():
+            if set(sample) != set(layout.MEMBER_EXTENSIONS):
+                raise RuntimeError(f"{path}: sample {key} has members {sorted(sample)}")
+            with Image.open(io.BytesIO(sample["jpg"])) as image:
+                image.load()
+                if image.size[0] <= 0:
+                    raise RuntimeError(f"{path}: sample {key} has an empty image")
+            n += 1
+            text = sample["txt"].decode("utf-8")
+            if len(text) > len(caption):
+                caption = text
     parquet = sorted(os.path.join(shard_dir, f) for f in os.listdir(shard_dir) if f.endswith(".parquet"))
     rows = pq.ParquetDataset(parquet).read().num_rows
     return n, rows, caption
+
+
+def next_commands(out: str, build_dir: str) -> list[str]:
+    """The commands a user runs next on the demo's output, exactly as they can be pasted."""
+    shards = os.path.join(build_dir, layout.SHARD_DIR)
+    q = shlex.quote
+    return [
+        f"imagenet-captions validate {q(build_dir)}",
+        f"imagenet-captions release {q(build_dir)} --out {q(os.path.join(out, 'release'))}",
+        f"imagenet-captions train --shards {q(shards)} --out {q(os.path.join(out, 'train'))} "
+        "--model clip-tiny --steps 20 --batch-size 16 --workers 2 --device cpu",
+    ]
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -85,6 +120,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     metadata, train = sample_paths(sample_dir)
     print(f"sample: {expect['records']} release records, {expect['images']} images in {sample_dir}")
     rep = run_build(BuildConfig(metadata=f"release:{metadata}", imagenet=train, out=build_dir), extra)
+    sys.stdout.flush()  # the summary goes to stderr: keep the order when both are piped to one place
     print_summary(rep, build_dir)
     shard_dir = os.path.join(build_dir, layout.SHARD_DIR)
     n, rows, caption = check_shards(shard_dir)
@@ -96,9 +132,14 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     print("\nthe live path: URL list -> Flickr API (loopback replay server) -> response store -> shards")
     harvested = harvest_and_build(metadata, train, harvest_dir, harvested_build_dir, extra)
+    sys.stdout.flush()
     print_summary(harvested, harvested_build_dir)
     print(f"shards: {os.path.join(harvested_build_dir, layout.SHARD_DIR)} ({harvested['written']} samples)")
     print(f"\ndemo done in {time.perf_counter() - t0:.1f} s")
+    print("\nNext: check the build, make a release of it, train a tiny CLIP on it (a short CPU run; train")
+    print('needs the train extra: pip install "imagenet-captions[train]"):\n')
+    for command in next_commands(out, build_dir):
+        print(f"  {command}")
     ok = ok and not harvested["accounting_problems"] and harvested["written"] > 0
     return 0 if ok else 1
 

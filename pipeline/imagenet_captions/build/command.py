@@ -127,30 +127,44 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
     )
 
 
+#: Columns of the summary when stderr is not a terminal (piped, logged): rich would otherwise use
+#: $COLUMNS or 80 and fold what does not fit; the table is narrower than this and never stretched.
+SUMMARY_WIDTH = 100
+
+
 def print_summary(rep: dict[str, Any], out: str) -> None:
+    """The build's outcomes as a table on stderr, and its shards' line.
+
+    The output folder is a line of its own, not the table's title: rich wraps a title to the table's
+    width, which cut a long path mid-name. Lines are printed unwrapped (``soft_wrap``), so a path or
+    a count is never split when the output is piped."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"build summary: {out}")
-    table.add_column("input")
-    table.add_column("outcome")
-    table.add_column("count", justify="right")
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = SUMMARY_WIDTH
+    table = Table()
+    table.add_column("input", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("count", justify="right", no_wrap=True)
     for category in (RECORDS, IMAGES):
         if category not in rep:
             continue
         table.add_row(category, "[bold]input[/bold]", str(rep[category]["input"]))
         for reason, n in rep[category]["outcomes"].items():
             table.add_row("", reason, str(n))
-    console = Console(stderr=True)
+    console.print(f"build summary: {out}", soft_wrap=True, markup=False, highlight=False)
     console.print(table)
     shards = rep["shards"]
     console.print(
         f"shards: {shards['written_now']} written, {shards['kept']} unchanged and kept, "
         f"{len(shards['removed_stale'])} stale files removed; {shards['write_s']:.1f} s writing, "
-        f"{rep['elapsed_s']:.1f} s in all"
+        f"{rep['elapsed_s']:.1f} s in all",
+        soft_wrap=True,
     )
     if rep["accounting_problems"]:
-        console.print(f"[red]accounting problems: {rep['accounting_problems']}[/red]")
+        console.print(f"[red]accounting problems: {rep['accounting_problems']}[/red]", soft_wrap=True)
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
