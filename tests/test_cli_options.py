@@ -293,8 +293,8 @@ def test_help_shows_every_default(command: str, capsys, monkeypatch) -> None:
     for action in parser._actions:
         if not action.option_strings or action.help == argparse.SUPPRESS:
             continue
-        if action.default in (None, False, "", argparse.SUPPRESS):  # nothing worth saying
-            continue
+        if action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS):
+            continue  # nothing worth saying (0 is worth saying)
         block = _option_help(help_text, action.option_strings[-1])
         spellings = {str(action.default)} | ({f"{action.default:g}"} if isinstance(action.default, float) else set())
         assert "default" in block and any(s in block for s in spellings), block

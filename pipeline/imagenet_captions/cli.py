@@ -74,14 +74,14 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help_text = action.help or ""
-        default = action.default
-        if (
-            action.option_strings
-            and default not in (None, False, "", argparse.SUPPRESS)
-            and "default" not in help_text.lower()
-        ):
+        if action.option_strings and _worth_showing(action.default) and "default" not in help_text.lower():
             help_text += " (default: %(default)s)"
         return help_text
+
+
+def _worth_showing(default: object) -> bool:
+    """Whether a default tells the user something: 0 does (``0 in (None, False)`` is true: no ``in``)."""
+    return not (default is None or default is False or default is argparse.SUPPRESS or default == "")
 
 
 class CommandParser(argparse.ArgumentParser):
