@@ -253,7 +253,8 @@ def test_num_shards_has_an_upper_bound() -> None:
 def test_more_shards_than_records_is_allowed(world: dict[str, str], tmp_path: Path) -> None:
     """Empty shards are part of the format: a small text-only build into many shards still works."""
     out = tmp_path / "out"
-    assert main(["build", f"--metadata=release:{world['release_json']}", f"--out={out}", "--num-shards=200"]) == 0
+    argv = ["build", f"--metadata=release:{world['release_json']}", f"--out={out}", "--num-shards=200"]
+    assert main(argv) == 0
     sizes = json.loads((out / "captions" / "sizes.json").read_text())
     assert len(sizes) == 200 and sum(sizes.values()) < 200
 
@@ -267,7 +268,8 @@ def _option_help(help_text: str, option: str) -> str:
     """The help block of one option: its line and the indented lines that continue it, as one line."""
     lines = help_text.splitlines()
     for i, line in enumerate(lines):
-        if line.strip().startswith(option + " ") or line.strip().startswith(option + ",") or line.strip() == option:
+        stripped = line.strip()
+        if stripped.startswith((option + " ", option + ",")) or stripped == option:
             block = [line]
             for more in lines[i + 1 :]:
                 if not more.strip() or more.lstrip().startswith("-") or not more.startswith("    "):
@@ -296,7 +298,9 @@ def test_help_shows_every_default(command: str, capsys, monkeypatch) -> None:
         if action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS):
             continue  # nothing worth saying (0 is worth saying)
         block = _option_help(help_text, action.option_strings[-1])
-        spellings = {str(action.default)} | ({f"{action.default:g}"} if isinstance(action.default, float) else set())
+        spellings = {str(action.default)}
+        if isinstance(action.default, float):
+            spellings.add(f"{action.default:g}")
         assert "default" in block and any(s in block for s in spellings), block
         shown += 1
     assert shown > 0 or command == "validate"  # validate has no option with a default (yet)

@@ -97,7 +97,7 @@ def test_every_documented_kind_of_beam_option_is_accepted():
         [],
         ["--dry_run"],
         ["--dry_run", "false", "--direct_num_workers=0", "--direct_running_mode", "multi_processing"],
-        ["--runner", "dask", "--dask-address", "h:1", "--dask_connection_timeout", "1", "--dask_npartitions=7"],
+        ["--runner", "dask", "--dask-address", "h:1", "--dask_connection_timeout=1", "--dask_npartitions=7"],
         ["--runner=DaskRunner", "--dask_scheduler_file", "s.json", "--dask_partition_size", "2"],
         ["--runner", "FlinkRunner", "--parallelism", "8", "--flink_version", "1.19"],
         ["--runner", "PortableRunner", "--job_endpoint", "localhost:8099", "--environment_type=LOOPBACK"],
