@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -28,7 +27,10 @@ import torch
 
 from imagenet_captions.errors import UsageError
 from imagenet_captions.eval.inference import image_loader, prepare_batch
+from imagenet_captions.train.resources import default_workers
 
+#: Fewer full batches than this per pass over the folder and the pipeline never reaches a steady state.
+MIN_BATCHES = 4
 RN50_PREPROCESS = {
     "image_size": 224,
     "resize": 256,
@@ -116,8 +118,18 @@ def measure_inference(
 
     dev = torch.device(device)
     paths = _jpegs(folder)
+    if len(paths) < MIN_BATCHES * batch_size:
+        raise UsageError(
+            f"{folder}: {len(paths)} JPEGs make fewer than {MIN_BATCHES} batches of {batch_size}; with so "
+            f"few, reading, decoding and the model cannot overlap and the figure measures the bench "
+            f"(write more with --make-jpegs)"
+        )
     on_gpu = dev.type == "cuda"
-    workers = workers if workers is not None else min(16, os.cpu_count() or 1)
+    if on_gpu:
+        from imagenet_captions.train.step import fast_cuda_settings
+
+        fast_cuda_settings(tf32=False)  # what ``eval`` sets on a GPU
+    workers = workers if workers is not None else min(16, default_workers())
     model = (
         getattr(torchvision.models, model_name)(weights=None)
         .eval()
@@ -125,10 +137,7 @@ def measure_inference(
     )
     pre = dict(RN50_PREPROCESS, image_size=image_size, resize=round(image_size * 256 / 224))
     # The loader ``eval`` uses, cycled: workers persist, and a short last batch is not timed.
-    full_batches = len(paths) >= batch_size
-    loader, gpu = image_loader(
-        paths, pre, dev, batch_size, workers, persistent_workers=workers > 0, drop_last=full_batches
-    )
+    loader, gpu = image_loader(paths, pre, dev, batch_size, workers, persistent_workers=True, drop_last=True)
 
     def batches():
         while True:
@@ -173,8 +182,9 @@ def measure_inference(
         "device_name": torch.cuda.get_device_name(dev) if on_gpu else "cpu",
         "decode": "gpu (torchvision.io.decode_jpeg, batched)" if on_gpu else "cpu (PIL in workers)",
         "batch_size": batch_size,
-        "workers": workers,
+        "workers": loader.num_workers,
         "files": len(paths),
+        "batches_per_pass": len(paths) // batch_size,
         "images": n,
         "images_per_s": end_to_end,
         "model_only_images_per_s": model_only,
@@ -186,12 +196,20 @@ def measure_inference(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--folder", required=True)
-    p.add_argument("--make-jpegs", type=int, default=0, help="first write this many synthetic 500x375 JPEGs")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--folder", required=True, help="folder of JPEGs (searched recursively)")
+    p.add_argument(
+        "--make-jpegs", type=int, default=0, help="first write this many synthetic 500x375 JPEGs (default 0)"
+    )
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="default: cuda when available",
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="default 256; the folder must hold 4 batches")
+    p.add_argument("--seconds", type=float, default=20.0, help="end-to-end seconds (default 20)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="file readers (default: the cores less one, at most 16)"
+    )
     args = p.parse_args(argv)
     if args.make_jpegs:
         write_test_jpegs(args.folder, args.make_jpegs)
