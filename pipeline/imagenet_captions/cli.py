@@ -24,6 +24,11 @@ from imagenet_captions.errors import UsageError
 COMMANDS: dict[str, tuple[str, str, bool]] = {
     "demo": ("imagenet_captions.demo", "build the bundled sample end to end (no network, no key)", True),
     "build": ("imagenet_captions.build.command", "build caption tables and WebDataset shards", True),
+    "match": (
+        "imagenet_captions.match.command",
+        "class-matched subsets of any image-text corpus (captions naming an ImageNet class)",
+        True,
+    ),
     "validate": (
         "imagenet_captions.shards.validate",
         "check a build's shards, Parquet, sizes and report",

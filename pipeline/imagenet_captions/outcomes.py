@@ -106,6 +106,13 @@ _CATALOGUE = (
     Reason("several_classes", "match", _R, "--multiple drop: the caption names more than one class"),
     Reason("over_quota", "match", _R,
            "balancing: the class already has its target of rows (counted per row and class)"),  # fmt: skip
+    Reason("truncated_tar", "match", _R,
+           "the webdataset sample at which its tar breaks off (the samples after it cannot be read)"),  # fmt: skip
+    Reason("no_image_member", "match", _R, "a webdataset sample without a jpg, jpeg, png or webp member"),
+    Reason("caption_not_text", "match", _R, "the caption is there but is not text (a number, bytes not UTF-8)"),
+    Reason("bad_json", "match", _R, "a JSON line or a sample's .json member that is not a JSON object"),
+    Reason("bad_key", "match", _R, "the --key-column value is missing or empty"),
+    Reason("duplicate_key", "match", _R, "an earlier corpus row (by file, then row) has the same key"),
 )
 
 REASONS: dict[str, Reason] = {r.name: r for r in _CATALOGUE}

@@ -1,0 +1,421 @@
+"""``match``'s units of work as plain functions; the Beam graph (``graph.py``) only calls them.
+
+- :func:`match_part`: read one part of the corpus in batches, match each batch, and leave the
+  matched rows in the part's spill file (Arrow IPC, one record batch per output shard and flush):
+  what crosses the shuffle to a shard's writer is ``(spill file, batch numbers)``, never rows, so
+  memory stays flat however large the corpus. With balancing, each class's candidate keys (at
+  most its target per part: a row outside a part's own smallest hashes is outside the class's)
+  go to that class.
+- :func:`select_class`: one class's candidates, kept by the balance order (``balance.select_stream``);
+  the kept keys go to their shards.
+- :func:`write_one_shard`: a shard's rows from the spill files, sorted by key, wnid and corpus
+  position, duplicates and over-quota pairs removed; written (Parquet, and a tar for a webdataset
+  corpus) unless the last run recorded the same input digest; its commit recorded.
+- :func:`hash_file`: a corpus file's sha256 (for kinds whose reader does not read whole files).
+
+Each yields ``(tag, value)`` pairs (Dask mixes a ParDo's tagged outputs) and one
+:class:`MatchTally` at its end: every row read is in exactly one tally's outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import logging
+import os
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from imagenet_captions import fsio, trace
+from imagenet_captions.match.balance import select_stream
+from imagenet_captions.match.corpora import Batch, FileDigest
+from imagenet_captions.match.matcher import Matcher
+from imagenet_captions.match.plan import MATCHES_DIR, SHARDS_DIR, MatchPlan
+from imagenet_captions.outcomes import MAX_EXAMPLES, RECORDS, Tally
+from imagenet_captions.shards import incremental, layout
+from imagenet_captions.shards.outputs import naming_output
+
+log = logging.getLogger("imagenet_captions.match")
+
+SHARD, CLASS, TALLY = "shard", "class", "tally"
+#: What a shard's writer receives: a seed (every planned shard is written), a spill reference
+#: ``(SPILL, path, batch numbers)``, or a class's kept keys ``(KEPT, wnid, keys)``.
+SEED, SPILL, KEPT = "seed", "spill", "kept"
+#: Matched rows a part holds before it writes them to its spill file, all shards together.
+FLUSH_ROWS = 65_536
+#: The corpus file of a row is the high bits of its position, its row within the file the low ones.
+POS_SHIFT = 40
+#: What the report says of a labelled row (release kinds): whether its caption names its class.
+OWN, OTHER, NONE = "own", "other", "none"
+
+Tagged = tuple[str, Any]
+
+
+@dataclass
+class MatchTally:
+    """Counts of one unit (or the whole run, once merged). ``rows``: per corpus row, its outcome;
+    ``pairs``: per (row, class) match, written, ``over_quota`` or ``duplicate``; ``found`` /
+    ``written`` / ``kept``: per class; ``labelled``: per known class, own / other / none;
+    ``files``: corpus file index -> (sha256, size); ``shards``: the manifest entries written or
+    kept, with ``seconds`` and ``kept``."""
+
+    rows: Tally = field(default_factory=Tally)
+    pairs: Counter[str] = field(default_factory=Counter)
+    found: Counter[str] = field(default_factory=Counter)
+    written: Counter[str] = field(default_factory=Counter)
+    kept: Counter[str] = field(default_factory=Counter)
+    labelled: dict[str, Counter[str]] = field(default_factory=dict)
+    files: dict[int, tuple[str, int]] = field(default_factory=dict)
+    shards: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: MatchTally) -> MatchTally:
+        self.rows.merge(other.rows)
+        self.pairs.update(other.pairs)
+        self.found.update(other.found)
+        self.written.update(other.written)
+        self.kept.update(other.kept)
+        for wnid, counts in other.labelled.items():
+            self.labelled.setdefault(wnid, Counter()).update(counts)
+        self.files.update(other.files)
+        self.shards.extend(other.shards)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
+# Matching a part
+# ---------------------------------------------------------------------------------------------------
+
+
+def seeds(plan: MatchPlan) -> list[tuple[int, tuple[str, Any]]]:
+    """One seed per planned shard, so a shard that receives nothing is written too (empty)."""
+    return [(index, (SEED, None)) for index in range(plan.num_shards)]
+
+
+def matched_text(matcher: Matcher, caption: str) -> str:
+    """The text the rule saw (without its lowering): the caption the output stores "as matched"."""
+    if not matcher.rule.clean:
+        return caption
+    from imagenet_captions.text.clean import clean_field
+
+    return clean_field(caption)
+
+
+class _Spill:
+    """A part's spill file: matched rows buffered per shard, written as record batches, the file
+    renamed into place whole when the part ends (a retried part writes the same file again)."""
+
+    def __init__(self, plan: MatchPlan, index: int):
+        self.path = plan.spill_path(index)
+        self.schema = plan.schema
+        self.num_shards = plan.num_shards
+        self.buffered: dict[int, list[pa.Table]] = defaultdict(list)
+        self.rows = 0
+        self.batches: dict[int, list[int]] = defaultdict(list)
+        self._written = 0
+        self._ctx: Any = None
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+
+    def add(self, table: pa.Table, shards: list[int]) -> None:
+        if self.num_shards == 1:
+            self.buffered[0].append(table)
+        else:
+            order = pc.sort_indices(pa.array(shards, pa.int32()))
+            sorted_shards = pc.take(pa.array(shards, pa.int32()), order).to_pylist()
+            table = table.take(order)
+            start = 0
+            for end in range(1, len(sorted_shards) + 1):
+                if end == len(sorted_shards) or sorted_shards[end] != sorted_shards[start]:
+                    self.buffered[sorted_shards[start]].append(table.slice(start, end - start))
+                    start = end
+        self.rows += table.num_rows
+        if self.rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._writer is None:
+            with naming_output(self.path):
+                if not fsio.is_remote(self.path):
+                    fsio.makedirs(os.path.dirname(self.path))
+                self._ctx = fsio.atomic_write(self.path)
+                sink = self._ctx.__enter__()
+                options = pa.ipc.IpcWriteOptions(compression="lz4")
+                self._writer = pa.ipc.new_file(sink, self.schema, options=options)
+        for shard in sorted(self.buffered):
+            tables = self.buffered[shard]
+            self._writer.write_table(pa.concat_tables(tables).combine_chunks())
+            self.batches[shard].append(self._written)
+            self._written += 1
+        self.buffered.clear()
+        self.rows = 0
+
+    def close(self, failed: bool = False) -> None:
+        if self._writer is None:
+            return
+        if failed:
+            self._ctx.__exit__(RuntimeError, RuntimeError("part failed"), None)
+            return
+        with naming_output(self.path):
+            self._writer.close()
+            self._ctx.__exit__(None, None, None)
+
+
+def match_part(plan: MatchPlan, matcher: Matcher, index: int, part: Any) -> Iterator[Tagged]:
+    """Match one part of the corpus (see the module docstring)."""
+    tally = MatchTally()
+    spill = _Spill(plan, index)
+    candidates: dict[str, list[str]] | None = defaultdict(list) if plan.targets is not None else None
+    try:
+        for item in plan.corpus.read(part):
+            if isinstance(item, FileDigest):
+                tally.files[item.file] = (item.sha256, item.size)
+                continue
+            _match_batch(plan, matcher, item, tally, spill, candidates)
+        spill.flush()
+    except BaseException:
+        spill.close(failed=True)
+        raise
+    spill.close()
+    for shard, numbers in sorted(spill.batches.items()):
+        yield SHARD, (shard, (SPILL, spill.path, numbers))
+    if candidates is not None:
+        assert plan.targets is not None
+        for wnid in sorted(candidates):
+            target = plan.targets.get(wnid, 0)
+            kept = [
+                k
+                for keep, k in select_stream(wnid, dict.fromkeys(candidates[wnid]), target, plan.config.seed)
+                if keep
+            ]
+            if kept:
+                yield CLASS, (wnid, kept)
+    trace.note("match", index)
+    yield TALLY, tally
+
+
+def _match_batch(
+    plan: MatchPlan,
+    matcher: Matcher,
+    batch: Batch,
+    tally: MatchTally,
+    spill: _Spill,
+    candidates: dict[str, list[str]] | None,
+) -> None:
+    rows = tally.rows
+    rows.inputs[RECORDS] += batch.rows
+    for d in batch.drops:
+        rows.drop(d)
+    outcomes = matcher.match_many(batch.captions)
+    matched: list[int] = []
+    wnids: list[str] = []
+    terms: list[tuple[str, ...]] = []
+    dropped: dict[str, list[int]] = defaultdict(list)
+    for i, o in enumerate(outcomes):
+        if type(o) is list:
+            for wnid, ts in o:
+                matched.append(i)
+                wnids.append(wnid)
+                terms.append(ts)
+        else:
+            dropped[o.reason].append(i)  # type: ignore[union-attr]
+    for reason, where in dropped.items():
+        rows.count(RECORDS, reason, len(where))
+        first = (
+            where[:MAX_EXAMPLES]
+            if batch.keys_in_order
+            else heapq.nsmallest(MAX_EXAMPLES, where, key=batch.key)
+        )
+        for i in first:
+            rows._example((RECORDS, reason), (batch.key(i), outcomes[i].detail))  # type: ignore[union-attr]
+    if batch.labels is not None:
+        _compare_labels(batch.labels, outcomes, tally)
+    if not matched:
+        return
+    tally.found.update(wnids)
+    keys = batch.keys_of(matched)
+    vocabulary = plan.vocabulary
+    captions = batch.captions
+    columns: dict[str, Any] = {
+        "key": pa.array(keys, pa.string()),
+        "caption": pa.array([matched_text(matcher, captions[i]) for i in matched], pa.string()),  # type: ignore[arg-type]
+        "wnid": pa.array(wnids, pa.string()),
+        "label": pa.array([vocabulary.label_of(w) for w in wnids], pa.int32()),
+        "terms": pa.array(terms, pa.list_(pa.string())),
+    }
+    if batch.columns.num_columns:
+        taken = batch.columns.take(pa.array(matched, pa.int64()))
+        for name in taken.column_names:
+            columns[name] = taken.column(name)
+    base = batch.file << POS_SHIFT
+    columns["__pos"] = pa.array([base + batch.row_index(i) for i in matched], pa.int64())
+    table = pa.table(columns, schema=plan.schema)
+    num_shards = plan.num_shards
+    spill.add(table, [layout.shard_of(k, num_shards) for k in keys] if num_shards > 1 else [])
+    if candidates is not None:
+        for key, wnid in zip(keys, wnids, strict=True):
+            candidates[wnid].append(key)
+
+
+def _compare_labels(labels: list[str], outcomes: list[Any], tally: MatchTally) -> None:
+    """Per known class: how often a caption names its own class (``own``; ``own_and_other`` counts
+    those that name another too), only others (``other``), or none (``none``; ``no_caption``)."""
+    for label, o in zip(labels, outcomes, strict=True):
+        counts = tally.labelled.get(label)
+        if counts is None:
+            counts = tally.labelled[label] = Counter()
+        if type(o) is list:
+            named = {w for w, _ in o}
+        elif o.reason == "several_classes":
+            named = set(o.detail.split())
+        else:
+            counts[NONE if o.reason == "no_class" else o.reason] += 1
+            continue
+        if label in named:
+            counts[OWN] += 1
+            if len(named) > 1:
+                counts["own_and_other"] += 1
+        else:
+            counts[OTHER] += 1
+
+
+def hash_file(plan: MatchPlan, file_index: int) -> Iterator[Tagged]:
+    """A corpus file's sha256 and size, for the report."""
+    tally = MatchTally()
+    tally.files[file_index] = fsio.sha256_file(plan.corpus.files[file_index].path)
+    yield TALLY, tally
+
+
+# ---------------------------------------------------------------------------------------------------
+# Balancing: one class
+# ---------------------------------------------------------------------------------------------------
+
+
+def select_class(plan: MatchPlan, wnid: str, lists: Iterable[list[str]]) -> Iterator[Tagged]:
+    """Keep a class's ``target`` candidates of smallest hash; tell each kept key's shard."""
+    assert plan.targets is not None
+    tally = MatchTally()
+    unique = dict.fromkeys(k for keys in lists for k in keys)  # a key two parts both had counts once
+    kept = [k for keep, k in select_stream(wnid, unique, plan.targets.get(wnid, 0), plan.config.seed) if keep]
+    tally.kept[wnid] = len(kept)
+    by_shard: dict[int, list[str]] = defaultdict(list)
+    for key in kept:
+        by_shard[layout.shard_of(key, plan.num_shards)].append(key)
+    for shard in sorted(by_shard):
+        yield SHARD, (shard, (KEPT, wnid, by_shard[shard]))
+    yield TALLY, tally
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing a shard
+# ---------------------------------------------------------------------------------------------------
+
+
+def shard_files(plan: MatchPlan, index: int) -> list[str]:
+    """A shard's files, relative to ``--out``: the Parquet file, and the tar (last: loaders look for it)."""
+    stem = layout.shard_stem(index)
+    files = [f"{MATCHES_DIR}/{stem}.parquet"]
+    if plan.with_images:
+        files.append(f"{SHARDS_DIR}/{stem}.tar")
+    return files
+
+
+def gather_rows(
+    plan: MatchPlan, items: Iterable[tuple[str, Any]]
+) -> tuple[pa.Table, dict[str, set[str]] | None]:
+    """A shard's matched rows from the spill files, in one chunk sorted by key, wnid and position (so
+    equal inputs give equal bytes whatever the order parts arrived in), and the kept keys per class."""
+    refs: dict[str, list[int]] = defaultdict(list)
+    kept: dict[str, set[str]] | None = {} if plan.targets is not None else None
+    for item in items:
+        if item[0] == SPILL:
+            refs[item[1]].extend(item[2])
+        elif item[0] == KEPT:
+            assert kept is not None
+            kept.setdefault(item[1], set()).update(item[2])
+    tables = []
+    for path in sorted(refs):
+        with fsio.open_read(path) as f:
+            reader = pa.ipc.open_file(f)
+            tables.extend(pa.Table.from_batches([reader.get_batch(i)]) for i in sorted(set(refs[path])))
+    table = pa.concat_tables(tables) if tables else plan.schema.empty_table()
+    order = pc.sort_indices(
+        table, sort_keys=[("key", "ascending"), ("wnid", "ascending"), ("__pos", "ascending")]
+    )
+    return table.take(order).combine_chunks(), kept
+
+
+def settle(table: pa.Table, kept: dict[str, set[str]] | None, tally: MatchTally) -> pa.Table:
+    """The rows that go into the shard: a key that two corpus rows share keeps the first row by
+    position (the others are ``duplicate``); with balancing, a pair outside its class's kept keys is
+    ``over_quota``. Counted per corpus row (written when any of its pairs is) and per pair."""
+    keys = table.column("key").to_pylist()
+    wnids = table.column("wnid").to_pylist()
+    positions = table.column("__pos").to_pylist()
+    owner: dict[str, int] = {}  # key -> the first corpus position that has it
+    for key, pos in zip(keys, positions, strict=True):
+        if owner.setdefault(key, pos) > pos:
+            owner[key] = pos
+    keep: list[bool] = []
+    state: dict[int, str] = {}  # corpus position -> written, over_quota or duplicate
+    for key, wnid, pos in zip(keys, wnids, positions, strict=True):
+        if owner[key] != pos:
+            outcome = "duplicate_key"
+        elif kept is not None and key not in kept.get(wnid, ()):
+            outcome = "over_quota"
+        else:
+            outcome = "written"
+        keep.append(outcome == "written")
+        tally.pairs[outcome] += 1
+        if outcome == "written":
+            tally.written[wnid] += 1
+            state[pos] = "written"
+        elif state.get(pos) != "written":
+            state[pos] = outcome
+    for outcome in state.values():
+        tally.rows.count(RECORDS, outcome)
+    return table.filter(pa.array(keep, pa.bool_())) if not all(keep) else table
+
+
+def shard_digest(plan: MatchPlan, table: pa.Table) -> str:
+    """The shard's input digest: options and rows (one chunk, so equal rows give equal bytes)."""
+    h = hashlib.sha256(json.dumps(plan.output_options, sort_keys=True).encode())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    h.update(sink.getvalue())
+    return h.hexdigest()
+
+
+def write_one_shard(plan: MatchPlan, index: int, items: Iterable[tuple[str, Any]]) -> Iterator[Tagged]:
+    """Gather, settle, then write the shard, or keep it when its input digest is unchanged."""
+    tally = MatchTally()
+    table, kept = gather_rows(plan, items)
+    table = settle(table, kept, tally)
+    digest = shard_digest(plan, table)
+    stem = layout.shard_stem(index)
+    prev = plan.previous.get(stem)
+    if incremental.is_current(prev, digest, plan.out):
+        assert prev is not None
+        entry = {**prev, "seconds": 0.0, "kept": True}
+        entry.pop("num_shards", None)
+    else:
+        t0 = time.perf_counter()
+        from imagenet_captions.match.outputs import write_shard_files
+
+        entry = write_shard_files(plan, index, table, shard_files(plan, index), digest)
+        incremental.record_commit(plan.out, entry, plan.num_shards)
+        entry = {**entry, "seconds": time.perf_counter() - t0, "kept": False}
+        trace.note("write", stem)
+    tally.shards.append(entry)
+    yield TALLY, tally
+
+
+def manifest_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a shard holds, not how this run got it (time, kept): equal inputs, equal manifest."""
+    return {k: v for k, v in entry.items() if k not in ("seconds", "kept", "num_shards")}
