@@ -138,26 +138,28 @@ class Matcher:
             return out
         # starts[i]: where caption i begins in `joined` (each is preceded by one SEP)
         starts = list(accumulate([len(t) + 1 for t in texts], initial=1))  # type: ignore[arg-type]
-        found: dict[int, list[tuple[int, int, int]]] = {}
+        found: dict[int, list[tuple[int, int, int]]] = {}  # caption -> [(start, -end, pattern)]
         for pattern, start, end in kept:
             i = bisect_right(starts, start) - 1
             spans = found.get(i)
             if spans is None:
-                found[i] = [(start, end, pattern)]
+                found[i] = [(start, -end, pattern)]
             else:
-                spans.append((start, end, pattern))
+                spans.append((start, -end, pattern))
         longest, drop_several = rule.overlaps == "longest", rule.multiple == "drop"
         for i, spans in found.items():
             if len(spans) == 1:
                 matches = self._single[spans[0][2]]
             else:
-                if longest:
-                    spans = _outermost(spans)
-                classes: dict[str, set[str]] = {}
-                for _, _, pattern in spans:
-                    for wnid, term in self._owners[pattern]:
-                        classes.setdefault(wnid, set()).add(term)
-                matches = _outcome(classes)
+                patterns = {p for _, _, p in (_outermost(spans) if longest else spans)}
+                if len(patterns) == 1:  # one term repeated
+                    matches = self._single[patterns.pop()]
+                else:
+                    classes: dict[str, set[str]] = {}
+                    for pattern in patterns:
+                        for wnid, term in self._owners[pattern]:
+                            classes.setdefault(wnid, set()).add(term)
+                    matches = _outcome(classes)
             if len(matches) > 1 and drop_several:
                 out[i] = Drop(RECORDS, "several_classes", "", " ".join(w for w, _ in matches))
             else:
@@ -177,12 +179,12 @@ def _outcome(classes: dict[str, set[str]]) -> Matches:
 
 
 def _outermost(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """The spans that lie inside no other (``--overlaps longest``). Ordered by start, then longest
-    first, a span lies inside another exactly when an earlier span reaches at least as far (two hits
-    on one span are one text, so one pattern: spans here are distinct)."""
+    """The ``(start, -end, pattern)`` spans that lie inside no other (``--overlaps longest``).
+    Ordered by start, then longest first, a span lies inside another exactly when an earlier span
+    reaches at least as far (two hits on one span are one text, so one pattern: spans are distinct)."""
     kept, reach = [], -1
-    for span in sorted(spans, key=lambda s: (s[0], -s[1])):
-        if span[1] > reach:
+    for span in sorted(spans):
+        if -span[1] > reach:
             kept.append(span)
-            reach = span[1]
+            reach = -span[1]
     return kept
