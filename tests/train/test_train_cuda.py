@@ -107,7 +107,7 @@ def test_a_gpu_run_decodes_on_the_device_with_open_clips_settings(tmp_path: Path
     torch.backends.cudnn.benchmark = False
     rc = cli.main(
         ["train", "--shards", str(shards), "--out", str(out), "--model", "ce-tiny", "--steps", "4",
-         "--batch-size", "16", "--log-every", "2", "--device", "cuda", "--decode", "device"]
+         "--batch-size", "16", "--log-every", "2", "--device", "cuda", "--decode", "device", "--workers", "2"]
     )  # fmt: skip
     assert rc == 0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
