@@ -21,13 +21,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineRunner, PipelineState
 
 import imagenet_captions
-from imagenet_captions.runners import (
+from imagenet_captions.beam_args import (
     DASK_CONNECT_TIMEOUT_S,
     DASK_SAME_PACKAGES,
     ClusterError,
-    _last_value,
-    _positive_int,
+    last_value,
     local_cores,
+    whole_number,
 )
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,9 @@ def connect(args: list[str], default: bool = False) -> Any:
     through it."""
     from distributed import Client
 
-    timeout = _positive_int(args, "--dask_connection_timeout") or DASK_CONNECT_TIMEOUT_S
-    address = _last_value(args, "--dask_client_address")
-    scheduler_file = _last_value(args, "--dask_scheduler_file")
+    timeout = whole_number(args, "--dask_connection_timeout") or DASK_CONNECT_TIMEOUT_S
+    address = last_value(args, "--dask_client_address")
+    scheduler_file = last_value(args, "--dask_scheduler_file")
     try:
         return Client(address, scheduler_file=scheduler_file, timeout=timeout, set_as_default=default)
     except (OSError, TimeoutError, ValueError) as e:
@@ -285,8 +285,8 @@ def _dask_runner_class() -> type:
             args = self._args
             cluster = None
             if (
-                _last_value(args, "--dask_client_address") is None
-                and _last_value(args, "--dask_scheduler_file") is None
+                last_value(args, "--dask_client_address") is None
+                and last_value(args, "--dask_scheduler_file") is None
             ):
                 from distributed import LocalCluster
 

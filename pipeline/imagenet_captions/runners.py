@@ -19,14 +19,21 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import NoReturn
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult, PipelineRunner, PipelineState
 
+from imagenet_captions.beam_args import (
+    given,
+    last_value,
+    local_cores,
+    option_values,
+    whole_number,
+    without,
+)
 from imagenet_captions.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -39,17 +46,8 @@ DASK_ADDRESS = "--dask-address"
 #: split into about twice this many parts, so a cluster of up to this size has no idle worker while
 #: a small one pays only a few extra tasks.
 DEFAULT_REMOTE_PARALLELISM = 16
-#: Seconds to wait for a Dask scheduler unless ``--dask_connection_timeout`` says otherwise.
-DASK_CONNECT_TIMEOUT_S = 10
-#: Packages whose versions must agree across the Dask client, scheduler and workers: the task
-#: graph is pickled by the client and unpickled by the scheduler and the workers.
-DASK_SAME_PACKAGES = ("python", "apache_beam", "dask", "distributed", "cloudpickle", "msgpack", "toolz")
 #: Runners that implement ``--dry_run`` themselves (they translate the job and stop).
 _NATIVE_DRY_RUN = frozenset({"dataflowrunner", "dataflow"})
-
-
-class ClusterError(UsageError):
-    """The cluster, not the data, stopped the build; the command prints it as one line (exit 2)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -57,44 +55,11 @@ class ClusterError(UsageError):
 # ---------------------------------------------------------------------------------------------------
 
 
-def _option_values(args: list[str], name: str) -> Iterator[tuple[int, int, str | None]]:
-    """``(index, width, value)`` of each ``name VALUE`` / ``name=VALUE`` in ``args``.
-
-    Width is how many list items the option took, so callers can drop it; a bare flag has value
-    None and width 1."""
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == name:
-            has_value = i + 1 < len(args) and not args[i + 1].startswith("--")
-            yield i, 2 if has_value else 1, args[i + 1] if has_value else None
-            i += 2 if has_value else 1
-            continue
-        if arg.startswith(name + "="):
-            yield i, 1, arg[len(name) + 1 :]
-        i += 1
-
-
-def _last_value(args: list[str], name: str) -> str | None:
-    """The value of the last ``name`` in ``args`` (argparse's rule: the last one wins)."""
-    found = [value for _, _, value in _option_values(args, name)]
-    return found[-1] if found else None
-
-
-def _given(args: list[str], name: str) -> bool:
-    return any(True for _ in _option_values(args, name))
-
-
-def _without(args: list[str], name: str) -> list[str]:
-    drop = {i + k for i, width, _ in _option_values(args, name) for k in range(width)}
-    return [a for i, a in enumerate(args) if i not in drop]
-
-
 def _runner_name(beam_args: list[str]) -> str | None:
     """The ``--runner`` given, lower-cased, or None; ``--dask-address`` alone means Dask."""
-    runner = _last_value(beam_args, "--runner")
+    runner = last_value(beam_args, "--runner")
     if runner is None:
-        return "dask" if _given(beam_args, DASK_ADDRESS) else None
+        return "dask" if given(beam_args, DASK_ADDRESS) else None
     return runner.lower()
 
 
@@ -109,7 +74,7 @@ def is_dry_run(beam_args: list[str]) -> bool:
     Beam declares ``--dry_run`` as taking a value and treats any non-empty string as true, so
     ``--dry_run False`` would silently submit nothing on Dataflow; here a bare flag means true and
     the value must be a boolean word."""
-    found = [value for _, _, value in _option_values(beam_args, "--dry_run")]
+    found = [value for _, _, value in option_values(beam_args, "--dry_run")]
     if not found:
         return False
     value = found[-1]
@@ -118,25 +83,6 @@ def is_dry_run(beam_args: list[str]) -> bool:
     if value.lower() in ("false", "0", "no"):
         return False
     raise UsageError(f"--dry_run takes true or false, not {value!r}")
-
-
-def _positive_int(beam_args: list[str], name: str) -> int | None:
-    value = _last_value(beam_args, name)
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise UsageError(f"{name} must be a whole number, not {value!r}") from None
-    return number
-
-
-def local_cores() -> int:
-    """The cores this process may use (a SLURM or container limit, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def beam_options(beam_args: list[str]) -> list[str]:
@@ -148,22 +94,22 @@ def beam_options(beam_args: list[str]) -> list[str]:
     folder precisely so that each is its own task; Beam's default (at least 128 elements a
     partition) would put a whole listing on one worker."""
     dry = is_dry_run(beam_args)
-    args = _without(beam_args, "--dry_run")
+    args = without(beam_args, "--dry_run")
     if dry:
         args.append("--dry_run=True")
     if not is_dask(beam_args):
-        if _given(beam_args, DASK_ADDRESS):
+        if given(beam_args, DASK_ADDRESS):
             raise UsageError(
-                f"{DASK_ADDRESS} needs --runner dask, not --runner {_last_value(args, '--runner')}"
+                f"{DASK_ADDRESS} needs --runner dask, not --runner {last_value(args, '--runner')}"
             )
         return args
-    address = _last_value(args, DASK_ADDRESS)
-    if _given(args, DASK_ADDRESS) and not address:
+    address = last_value(args, DASK_ADDRESS)
+    if given(args, DASK_ADDRESS) and not address:
         raise UsageError(f"{DASK_ADDRESS} needs HOST:PORT")
-    args = _without(_without(args, DASK_ADDRESS), "--runner")
+    args = without(without(args, DASK_ADDRESS), "--runner")
     if address is not None:
         args.append(f"--dask_client_address={address}")
-    if _last_value(args, "--dask_partition_size") is None and _last_value(args, "--dask_npartitions") is None:
+    if last_value(args, "--dask_partition_size") is None and last_value(args, "--dask_npartitions") is None:
         args.append("--dask_partition_size=1")
     return args
 
@@ -227,10 +173,10 @@ def check_beam_args(beam_args: list[str], ours: Iterable[str] = (), choose_runne
     message names the closest option, ours or Beam's. A value Beam's parser rejects
     (``--direct_num_workers two``) is refused here too, instead of ending in Beam's usage block."""
     is_dry_run(beam_args)  # a bare --dry_run is ours to accept; a bad value is refused by name
-    if not choose_runner and _given(beam_args, DASK_ADDRESS):
+    if not choose_runner and given(beam_args, DASK_ADDRESS):
         raise UsageError(f"{DASK_ADDRESS}: this command runs in this process, on no cluster")
     _register_dask_options(beam_args)
-    args = _without(beam_args, "--dry_run")
+    args = without(beam_args, "--dry_run")
     _, unknown = _beam_parser().parse_known_args(args)
     if not unknown:
         return
@@ -336,7 +282,7 @@ def parallelism(beam_args: list[str]) -> int:
     after the read and a slow part does not hold the whole stage back."""
     runner = _runner_name(beam_args)
     if runner is None or runner in ("directrunner", "direct", "fnapirunner", "bundlebaseddirectrunner"):
-        workers = _positive_int(beam_args, "--direct_num_workers")
+        workers = whole_number(beam_args, "--direct_num_workers")
         if workers is None:
             return 1
         if workers < 0:
@@ -344,8 +290,8 @@ def parallelism(beam_args: list[str]) -> int:
         return workers or local_cores()
     if runner in DASK_RUNNER_NAMES:
         args = beam_options(beam_args)
-        address = _last_value(args, "--dask_client_address")
-        scheduler_file = _last_value(args, "--dask_scheduler_file")
+        address = last_value(args, "--dask_client_address")
+        scheduler_file = last_value(args, "--dask_scheduler_file")
         if address is None and scheduler_file is None:
             return local_cores()
         from imagenet_captions.dask_runner import connect
@@ -353,7 +299,7 @@ def parallelism(beam_args: list[str]) -> int:
         with connect(args) as client:
             return max(1, sum(client.nthreads().values()))
     for name in ("--parallelism", "--max_num_workers", "--num_workers"):
-        stated = _positive_int(beam_args, name)
+        stated = whole_number(beam_args, name)
         if stated is not None and stated > 0:
             return stated * _machine_cores(beam_args) if name != "--parallelism" else stated
     return DEFAULT_REMOTE_PARALLELISM
@@ -361,7 +307,7 @@ def parallelism(beam_args: list[str]) -> int:
 
 def _machine_cores(beam_args: list[str]) -> int:
     """vCPUs of a Dataflow ``--worker_machine_type`` like ``n2-standard-8`` (one SDK thread each)."""
-    machine = _last_value(beam_args, "--worker_machine_type") or _last_value(beam_args, "--machine_type")
+    machine = last_value(beam_args, "--worker_machine_type") or last_value(beam_args, "--machine_type")
     if machine:
         tail = machine.rsplit("-", 1)[-1]
         if tail.isdigit():

@@ -19,7 +19,7 @@ from dask_cluster import DaskCluster, pythonpath
 from scaleout_helpers import NoteGroup, NotePart
 
 import imagenet_captions
-from imagenet_captions import dask_runner, runners, trace
+from imagenet_captions import beam_args, dask_runner, runners, trace
 from imagenet_captions.errors import UsageError
 
 PARTS = 1000
@@ -85,7 +85,7 @@ def test_parallelism_without_a_cluster():
     assert runners.parallelism(["--runner", "PortableRunner"]) == runners.DEFAULT_REMOTE_PARALLELISM
     with pytest.raises(UsageError, match="whole number"):
         runners.parallelism(["--direct_num_workers", "two"])
-    with pytest.raises(runners.ClusterError, match="cannot reach the Dask scheduler at 127.0.0.1:9"):
+    with pytest.raises(beam_args.ClusterError, match="cannot reach the Dask scheduler at 127.0.0.1:9"):
         runners.parallelism(
             ["--runner", "dask", "--dask-address", "127.0.0.1:9", "--dask_connection_timeout", "1"]
         )
@@ -258,7 +258,7 @@ def test_a_worker_with_other_code_is_refused(fresh_dask_cluster: DaskCluster, tm
     fresh_dask_cluster.wait_for_workers(3)
     fresh_dask_cluster.reset_trace()
     p = _parts_pipeline(["--runner", "dask", "--dask-address", fresh_dask_cluster.address])
-    with pytest.raises(runners.ClusterError) as e:
+    with pytest.raises(beam_args.ClusterError) as e:
         p.run()
     message = str(e.value)
     assert "\n" not in message
