@@ -162,3 +162,34 @@ def test_all_bad_inputs_come_out_clean() -> None:
     ]
     for s in bad:
         assert_clean(clean_field(s))
+
+
+# ---- a secret in every form the cleaning decodes (the harvest's API key, echoed by a server) ----
+
+SECRET = "f00dCafe5ecret_0123456789abcdef4"
+#: Spellings of SECRET that are not SECRET as written, and that the cleaning turns into SECRET.
+SECRET_FORMS = {
+    "decimal entities": "".join(f"&#{ord(c)};" for c in SECRET),
+    "hex entities": "".join(f"&#x{ord(c):X};" for c in SECRET),
+    "a named entity": SECRET.replace("_", "&lowbar;"),
+    "doubly escaped entities": "".join(f"&amp;#{ord(c)};" for c in SECRET),
+    "split by a tag": f"{SECRET[:10]}<b></b>{SECRET[10:]}",
+    "split by a tag and an entity": f"{SECRET[:3]}<span>&#{ord(SECRET[3])};</span>{SECRET[4:]}",
+    "split by a soft hyphen entity": f"{SECRET[:5]}&shy;{SECRET[5:]}",
+    "split by a zero-width space": f"{SECRET[:5]}\u200b{SECRET[5:]}",
+    "split by a mojibake'd zero-width space (ftfy, then controls)": f"{SECRET[:5]}\u00e2\u20ac\u2039{SECRET[5:]}",
+    "as written, in a clean text": f"key {SECRET} echoed",
+}
+
+
+@pytest.mark.parametrize("form", list(SECRET_FORMS), ids=list(SECRET_FORMS))
+@pytest.mark.parametrize("keep_newlines", [False, True])
+def test_a_secret_is_redacted_after_every_decoding_step(form: str, keep_newlines: bool) -> None:
+    from imagenet_captions.flickr.keys import Redactor
+
+    text = f"Photo by me. {SECRET_FORMS[form]} (see)"
+    assert SECRET in clean_field(text, keep_newlines)  # the cleaning does decode it to the secret
+    changed: set[str] = set()
+    out = clean_field(text, keep_newlines, changed, redact=Redactor([SECRET]))
+    assert SECRET not in out and "[REDACTED]" in out and "redacted" in changed
+    assert out.startswith("Photo by me.") and out.endswith("(see)")

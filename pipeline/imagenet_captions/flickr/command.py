@@ -22,6 +22,7 @@ import sys
 from imagenet_captions.dates import parse_instant
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr.client import DEFAULT_ENDPOINT
+from imagenet_captions.flickr.keys import build_redactor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,11 +148,14 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                   file=sys.stderr)  # fmt: skip
             return 1
     rdir = store.responses_dir(args.out)
+    # Answers are stored scrubbed of the keys; a store of an older version is scrubbed here, with the
+    # keys at hand (none: nothing more to hide).
+    redact = build_redactor(args.api_key_file) if (args.export or args.diff) else None
     if args.export:
-        n = export.export_release(rdir, args.export, as_of)
+        n = export.export_release(rdir, args.export, as_of, redact)
         print(f"export: {n} records -> {args.export}")
     if args.diff:
-        report = export.diff_release(rdir, args.diff, as_of)
+        report = export.diff_release(rdir, args.diff, as_of, redact=redact)
         path = args.diff_out or os.path.join(args.out, "diff_report.json")
         export.write_diff(report, path)
         print(f"diff: {json.dumps(report['counts'])} -> {path}")

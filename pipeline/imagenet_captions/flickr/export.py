@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -25,13 +25,16 @@ from imagenet_captions.sources.release import ReleaseFormatError, iter_release_i
 RELEASE_FIELDS = ("filename", "title", "tags", "description", "wnid")
 
 
-def export_release(responses_dir: str, path: str, as_of: datetime | None = None) -> int:
+def export_release(
+    responses_dir: str, path: str, as_of: datetime | None = None, redact: Callable[[str], str] | None = None
+) -> int:
     """Write the store's ``ok`` images as a release-format JSON list (the five release fields, sorted
-    by image id), to a temporary name then renamed. Returns the number of records."""
+    by image id), to a temporary name then renamed; scrubbed of the keys ``redact`` knows. Returns
+    the number of records."""
     n = 0
     with fsio.atomic_write(path) as f:
         f.write(b"[")
-        for record in store.iter_release_records(responses_dir, as_of):
+        for record in store.iter_release_records(responses_dir, as_of, redact):
             f.write(b",\n" if n else b"\n")
             f.write(json.dumps({k: record[k] for k in RELEASE_FIELDS}, ensure_ascii=False).encode("utf-8"))
             n += 1
@@ -62,7 +65,11 @@ def iter_release_file(path: str) -> Iterator[Any]:
 
 
 def diff_release(
-    responses_dir: str, release_path: str, as_of: datetime | None = None, examples: int = 20
+    responses_dir: str,
+    release_path: str,
+    as_of: datetime | None = None,
+    examples: int = 20,
+    redact: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """What changed between a release file and the store (as of ``as_of``), per image id.
 
@@ -74,7 +81,7 @@ def diff_release(
     by_image = {iid: a for a in answers.values() for iid in a.image_ids}
     current = {
         (os.path.splitext(r["filename"])[0], r["photo_id"]): r
-        for r in store.iter_release_records(responses_dir, as_of)
+        for r in store.iter_release_records(responses_dir, as_of, redact)
     }
     counts: Counter = Counter()
     samples: dict[str, list[dict[str, Any]]] = {}

@@ -10,7 +10,8 @@ most ``qps`` calls accepted in any ``window`` seconds.
 Faults (each drawn per accepted call from a seeded RNG): HTTP 5xx, code 105, a latency tail
 (log-normal with a given median and p99), hangs longer than the client's timeout, truncated
 bodies, a 200 with an HTML page (wrong content type), and connection resets. An unknown key gets
-code 100. ``GET /stats`` returns what the server saw, for the benchmark.
+code 100. ``GET /stats`` returns what the server saw, for the benchmark. ``echo`` rewrites each
+answer with the caller's key (a server that echoes the key back, for the redaction's tests).
 
 Use ``async with FakeFlickr(...) as server:`` or ``server.start_in_thread()`` / ``server.stop()``;
 ``python -m imagenet_captions.flickr.fake_server`` runs it as its own process.
@@ -27,7 +28,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -118,8 +119,12 @@ class FakeFlickr:
         faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        echo: Callable[[bytes, str], bytes] | None = None,
     ):
         self.responses = {int(k): v for k, v in responses.items()}
+        #: Rewrites each answer's body given the caller's key: a server that echoes the key back
+        #: (in any spelling), for the tests of the redaction.
+        self.echo = echo
         self.keys = None if keys is None else set(keys)
         self.limit = None if qps is None else max(1, int(round(qps * window)))
         self.window = window
@@ -206,6 +211,8 @@ class FakeFlickr:
             return self._json(NOT_FOUND)
         answer = self.responses.get(photo_id, NOT_FOUND)
         body = flickr_json(answer)
+        if self.echo is not None:
+            body = self.echo(body, key)
         if kind == "truncated":
             resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             resp.content_length = len(body)

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagenet_captions.flickr.keys import Redactor
+from imagenet_captions.flickr.scrub import scrub_json, scrub_text
 
 #: Flickr error codes that mean "try again later".
 RETRY_CODES = frozenset({105, 106})
 NOT_FOUND_CODE = 1
 INVALID_KEY_CODE = 100
+_INT32 = (-(2**31), 2**31 - 1)
 
 
 class InvalidKeyError(Exception):
@@ -134,27 +136,29 @@ def classify_response(
     try:
         text = body.decode("utf-8")
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
         raise Transient("broken JSON body", outcome="bad_json") from None
     if not isinstance(data, dict) or data.get("stat") not in ("ok", "fail"):
         raise Transient("JSON without stat", outcome="bad_json")
-    # Redacted too: an answer is stored, and the key must never reach the store.
+    # An answer is stored, and the key must never reach the store in any form a reader decodes.
     if data["stat"] == "fail":
         code = _as_int(data.get("code"))
         if code == INVALID_KEY_CODE:
             raise KeyRejected()
         if code in RETRY_CODES:
             raise Transient(f"Flickr code {code}", retry_after, outcome=f"code_{code}")
+        if code is not None and not _INT32[0] <= code <= _INT32[1]:  # the store's code column is int32
+            raise Transient("an error code that is not one", outcome="bad_json")
         if code == NOT_FOUND_CODE:
-            return Answer(photo_id, "not_found", code, None, redact(text), fetched_at), "not_found"
-        message = redact(str(data.get("message", "")))[:200]
+            return Answer(photo_id, "not_found", code, None, scrub_json(text, data, redact), fetched_at), "not_found"
+        message = scrub_text(str(data.get("message", "")), redact)[:200]
         return Answer(
-            photo_id, "failed", code, f"Flickr code {code}: {message}", redact(text), fetched_at
+            photo_id, "failed", code, f"Flickr code {code}: {message}", scrub_json(text, data, redact), fetched_at
         ), "failed"
     photo = data.get("photo")
     if not isinstance(photo, dict) or _as_int(photo.get("id")) != photo_id:
         raise Transient("answer is not about the photo asked for", outcome="bad_json")
-    return Answer(photo_id, "ok", None, None, redact(text), fetched_at), "ok"
+    return Answer(photo_id, "ok", None, None, scrub_json(text, data, redact), fetched_at), "ok"
 
 
 def gave_up(photo_id: int, error: str, attempts: int) -> Answer:

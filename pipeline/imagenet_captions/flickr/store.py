@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 
 from imagenet_captions.flickr.journal import JournalWriter, compact_journal, recover, store_lock
+from imagenet_captions.flickr.scrub import scrub_value
 from imagenet_captions.flickr.segments import (
     RESPONSES,
     SCHEMA,
@@ -173,17 +174,22 @@ def raw_of(responses_dir: str, answers: Iterable[StoredAnswer]) -> dict[tuple[in
     return found
 
 
-def iter_release_records(responses_dir: str, as_of: datetime | None = None) -> Iterator[dict]:
+def iter_release_records(
+    responses_dir: str, as_of: datetime | None = None, redact: Callable[[str], str] | None = None
+) -> Iterator[dict]:
     """One release-format record per ImageNet image id whose photo's effective answer is ``ok``,
     sorted by image id. Fields: filename, wnid, title, tags (raw, as typed), description (HTML as
     Flickr gives it), photo_id, license, owner. Images whose photo is not_found/failed are
-    counted by :func:`store_summary` and listed by :func:`iter_image_status`."""
+    counted by :func:`store_summary` and listed by :func:`iter_image_status`. With ``redact``
+    (the harvest's keys), every text field is scrubbed of them as :mod:`.scrub` does when an
+    answer is stored: for a store written before answers were scrubbed."""
     answers = [a for a in effective_answers(responses_dir, as_of, with_raw=False).values() if a.status == "ok"]
     raw = raw_of(responses_dir, answers)
     records: list[dict] = []
     for a in answers:
         a.raw = raw[(a.photo_id, a.run_id, a.fetched_at)]
-        records.extend(release_record(iid, a) for iid in a.image_ids)
+        made = [release_record(iid, a) for iid in a.image_ids]
+        records.extend(made if redact is None else [scrub_value(r, redact) for r in made])
         a.raw = None
     records.sort(key=lambda r: (r["filename"], r["photo_id"]))
     yield from records

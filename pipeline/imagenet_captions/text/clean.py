@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 
 import ftfy
 import regex
@@ -22,6 +23,8 @@ from selectolax.lexbor import LexborHTMLParser
 
 #: The names of the cleaning steps, in the order they run; ``changed`` tuples use these names.
 STEPS: tuple[str, ...] = ("surrogates", "html", "entities", "mojibake", "nfc", "control", "whitespace")
+#: The name ``changed`` gets when a secret (the harvest's API key) was removed from the text.
+REDACTED = "redacted"
 
 _SURROGATES_RE = re.compile("[\ud800-\udfff]")
 # A tag-like thing: '<' then a letter, '/', '!' or '?'. "a < b" and "<3" are text, not tags.
@@ -237,7 +240,12 @@ def collapse_whitespace(s: str, keep_newlines: bool = False) -> str:
     return s.strip()
 
 
-def clean_field(s: str, keep_newlines: bool = False, changed: set[str] | None = None) -> str:
+def clean_field(
+    s: str,
+    keep_newlines: bool = False,
+    changed: set[str] | None = None,
+    redact: Callable[[str], str] | None = None,
+) -> str:
     """Run every cleaning step on one field; add the names of the steps that changed it to ``changed``.
 
     The order matters: surrogates first (later steps must see real characters); HTML before
@@ -245,17 +253,34 @@ def clean_field(s: str, keep_newlines: bool = False, changed: set[str] | None = 
     text); if decoding revealed markup (``&lt;b&gt;`` in the source), HTML runs once more; mojibake
     after entities (``&Atilde;&copy;`` is mojibake too); NFC after ftfy; controls and whitespace last
     (earlier steps can introduce both).
+
+    ``redact`` (the harvest's :class:`~imagenet_captions.flickr.keys.Redactor`) runs on the input
+    and again after every step that changed the text: each step can reveal a secret that was not
+    there as written (an entity ``&#97;`` decodes to ``a``, ``ab<b></b>cd`` is ``abcd`` as text, a
+    mojibake'd or real zero-width space between two halves is removed). ``changed`` then gets
+    :data:`REDACTED`.
     """
     if not s:
         return ""
-    if is_clean(s, keep_newlines):
-        return s  # the common case: nothing to do
     if changed is None:
         changed = set()
+
+    def hide(text: str) -> str:
+        if redact is None:
+            return text
+        hidden = redact(text)
+        if hidden != text:
+            changed.add(REDACTED)  # type: ignore[union-attr]
+        return hidden
+
+    s = hide(s)
+    if is_clean(s, keep_newlines):
+        return s  # the common case: nothing to do
 
     def step(name: str, before: str, after: str) -> str:
         if after != before:
             changed.add(name)  # type: ignore[union-attr]
+            after = hide(after)
         return after
 
     s = step("surrogates", s, remove_surrogates(s))
@@ -271,3 +296,16 @@ def clean_field(s: str, keep_newlines: bool = False, changed: set[str] | None = 
     s = step("control", s, remove_controls(s))
     s = step("whitespace", s, collapse_whitespace(s, keep_newlines))
     return s
+
+
+def redact_decoded(s: str, redact: Callable[[str], str], changed: set[str] | None = None) -> str:
+    """``s`` without a secret as written (redacted in place) or as :func:`clean_field` would decode
+    it (then ``s`` is replaced by its cleaned text, redacted: it is a text that carried our key).
+    For what is stored as written rather than cleaned: a harvested answer, a record's license."""
+    plain = redact(s)
+    hidden: set[str] = set()
+    cleaned = clean_field(plain, keep_newlines=True, changed=hidden, redact=redact)
+    out = cleaned if REDACTED in hidden else plain
+    if out != s and changed is not None:
+        changed.add(REDACTED)
+    return out

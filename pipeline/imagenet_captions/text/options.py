@@ -9,11 +9,13 @@ default with the fast bundled-model backend.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imagenet_captions.errors import UsageError
+from imagenet_captions.flickr.keys import build_redactor
 
 CAPTION_STYLES = ("release", "semicolon", "title", "title_tags")
 LANG_BACKENDS = ("fasttext", "langdetect", "none")
@@ -58,6 +60,9 @@ class TextOptions:
     #: Words or phrases (one per line in the file) that drop a record whose caption contains them.
     blocklist: tuple[str, ...] = field(default=())
     blocklist_source: str | None = None
+    #: Removes the harvest's API keys from every cleaned field, after each decoding step (a
+    #: ``flickr.keys.Redactor``: digests of the keys, never the keys; its repr is the same for all).
+    redactor: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         checks = [
@@ -91,6 +96,7 @@ class TextOptions:
         d["blocklist"] = len(self.blocklist)
         d["lang_fields"] = list(self.lang_fields)
         d["lang_allow"] = list(self.lang_allow)
+        d["redactor"] = self.redactor is not None
         return d
 
 
@@ -150,6 +156,9 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
                    help="word-shingle Jaccard similarity for near-duplicate descriptions (1.0: exact only)")  # fmt: skip
     g.add_argument("--blocklist", default=None, metavar="FILE",
                    help="drop records whose caption contains any word/phrase in FILE (one per line)")  # fmt: skip
+    g.add_argument("--api-key-file", default=None, metavar="FILE",
+                   help="the harvest's Flickr API key file: its keys are removed from the text, in any form "
+                   "the cleaning decodes (default: the keys of $FLICKR_API_KEY when set)")  # fmt: skip
 
 
 def text_options_from_args(args: argparse.Namespace) -> TextOptions:
@@ -178,4 +187,5 @@ def text_options_from_args(args: argparse.Namespace) -> TextOptions:
         near_duplicate_threshold=args.near_duplicate_threshold,
         blocklist=read_blocklist(blocklist_path) if blocklist_path else (),
         blocklist_source=str(blocklist_path) if blocklist_path else None,
+        redactor=build_redactor(getattr(args, "api_key_file", None)),
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagenet_captions.text.caption import make_caption
-from imagenet_captions.text.clean import clean_field, is_clean
+from imagenet_captions.text.clean import clean_field, is_clean, redact_decoded
 from imagenet_captions.text.filters import (
     BlocklistFilter,
     BoilerplateFilter,
@@ -146,9 +146,10 @@ class TextStage:
         # One check for the title and all tags together (most records need no cleaning at all):
         # " | " joins them so that an empty tag or a space at a field's edge shows as a double space.
         one_line = " | ".join([title, *tags] if title else tags)
-        if one_line and not is_clean(one_line):
-            title = clean_field(title, changed=changed)
-            tags = [clean_field(t, changed=changed) for t in tags]
+        redact = self.options.redactor
+        if one_line and (not is_clean(one_line) or (redact is not None and redact(one_line) != one_line)):
+            title = clean_field(title, changed=changed, redact=redact)
+            tags = [clean_field(t, changed=changed, redact=redact) for t in tags]
             if not all(tags):
                 tags = [t for t in tags if t]
                 changed.add("empty_tags")
@@ -158,9 +159,12 @@ class TextStage:
             "photo_id": _as_int(raw.get("photo_id")),
             "license": _as_text(raw["license"]) if raw.get("license") is not None else None,
             "title": title,
-            "description": clean_field(_as_text(raw.get("description")), keep_newlines=True, changed=changed),
+            "description": clean_field(_as_text(raw.get("description")), keep_newlines=True, changed=changed,
+                                       redact=redact),
             "tags": tags,
         }
+        if redact is not None and record["license"]:  # kept as written, so hidden as written and decoded
+            record["license"] = redact_decoded(record["license"], redact, changed)
         for f in self.part_filters:
             reason = f(record, changed)
             if reason is not None:
