@@ -238,7 +238,7 @@ def writer_only(root: str, out: str) -> None:
     Records carry a plain caption (title and tags), not the text stage's: this isolates the image
     and tar path, the part that should run at disk speed.
     """
-    from imagenet_captions.shards import layout
+    from imagenet_captions import layout
     from imagenet_captions.shards.writer import write_shard
     from imagenet_captions.sources import imagenet
 
@@ -390,7 +390,7 @@ def bench_levers(paths: list[Path], work: Path, rounds: int = 5) -> dict[str, fl
 
     from imagenet_captions.images import ImageOptions, process_image
     from imagenet_captions.images.process import jpeg_header
-    from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME
+    from imagenet_captions.layout import TAR_MODE, TAR_MTIME
     from imagenet_captions.shards.writer import TarWriter
     from imagenet_captions.sources.imagenet import ImageReader
 

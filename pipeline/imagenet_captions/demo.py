@@ -26,10 +26,10 @@ import sys
 import tarfile
 import time
 
+from imagenet_captions import layout
 from imagenet_captions.build import BuildConfig, print_summary, run_build
 from imagenet_captions.errors import UsageError
 from imagenet_captions.sample import SampleSpec, sample_paths, write_sample
-from imagenet_captions.shards import layout
 
 LOAD_HOWTO = """\
 Load the shards:

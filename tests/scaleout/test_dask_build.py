@@ -25,8 +25,7 @@ from pathlib import Path
 import pytest
 from dask_cluster import DaskCluster, pythonpath
 
-from imagenet_captions import fsio, trace
-from imagenet_captions.shards import layout
+from imagenet_captions import fsio, layout, trace
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT_S = 300

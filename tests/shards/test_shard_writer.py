@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from shardsamples import record
 
-from imagenet_captions.shards import layout
+from imagenet_captions import layout
 from imagenet_captions.shards.writer import DuplicateKeyError, samples_digest, write_shard
 
 

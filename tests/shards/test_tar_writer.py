@@ -8,8 +8,8 @@ import tarfile
 import pytest
 import webdataset as wds
 
+from imagenet_captions.layout import TAR_MODE, TAR_MTIME
 from imagenet_captions.shards.hashfile import HashingFile
-from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME
 from imagenet_captions.shards.writer import TarWriter
 
 

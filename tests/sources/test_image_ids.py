@@ -89,7 +89,7 @@ def test_a_text_release_row_whose_key_is_not_an_image_id_is_a_named_drop(tmp_pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from imagenet_captions.shards import layout
+    from imagenet_captions import layout
     from imagenet_captions.sources.text_release import TextReleaseSource
 
     keys = ["n01440764_7", "n01440764_7\n", "n01440764_\uff17", "n01440764_07", None, "n01443537_3"]

@@ -7,13 +7,13 @@ import json
 import logging
 from typing import Any
 
-from imagenet_captions import fsio, locks, runners
+from imagenet_captions import fsio, layout, locks, runners
 from imagenet_captions.build.graph import build_graph
 from imagenet_captions.build.plan import BuildConfig, make_plan
 from imagenet_captions.images import ImageOptions
 from imagenet_captions.images.process import RESAMPLE
 from imagenet_captions.outcomes import IMAGES, RECORDS
-from imagenet_captions.shards import incremental, layout
+from imagenet_captions.shards import incremental
 from imagenet_captions.text import add_text_arguments, text_options_from_args
 
 log = logging.getLogger("imagenet_captions.build")

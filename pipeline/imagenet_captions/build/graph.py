@@ -24,9 +24,9 @@ import apache_beam as beam
 
 from imagenet_captions import trace
 from imagenet_captions.build import work
+from imagenet_captions.build.finalize import finalize
 from imagenet_captions.build.plan import BuildPlan
 from imagenet_captions.outcomes import Tally
-from imagenet_captions.shards import report
 from imagenet_captions.text import TextStage
 
 
@@ -81,7 +81,7 @@ class FinalizeFn(beam.DoFn):
         for tally in kv[1]:
             total.merge(tally)
         trace.note("finalize", "report")
-        yield report.finalize(self._plan, total)
+        yield finalize(self._plan, total)
 
 
 def _only(tagged: beam.PCollection, tag: str, label: str) -> beam.PCollection:

@@ -14,10 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from imagenet_captions import __version__, classes, fsio
+from imagenet_captions import __version__, classes, fsio, layout
 from imagenet_captions.errors import OptionError, UsageError
 from imagenet_captions.images import ImageOptions, resizer_name
-from imagenet_captions.shards import incremental, layout
+from imagenet_captions.shards import incremental
 from imagenet_captions.sources import MetadataSource, imagenet, open_source, split_spec
 from imagenet_captions.text import TextOptions
 

@@ -20,10 +20,10 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from imagenet_captions import trace
+from imagenet_captions import layout, trace
 from imagenet_captions.build.plan import BuildPlan
 from imagenet_captions.outcomes import IMAGES, RECORDS, Drop, Tally
-from imagenet_captions.shards import incremental, layout
+from imagenet_captions.shards import incremental
 from imagenet_captions.shards.join import DROPPED, IMAGE, RECORD, SEED, join_shard
 from imagenet_captions.shards.outputs import naming_output
 from imagenet_captions.shards.writer import ShardResult, samples_digest, write_shard

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from imagenet_captions import fsio, locks, runners
+from imagenet_captions import fsio, layout, locks, runners
 from imagenet_captions.match.balance import IMAGENET_CAPTIONS
 from imagenet_captions.match.corpora import KINDS, TEXT_COLUMNS, ReadOptions
 from imagenet_captions.match.graph import match_graph
@@ -21,7 +21,7 @@ from imagenet_captions.match.plan import (
     MatchConfig,
     make_plan,
 )
-from imagenet_captions.shards import incremental, layout
+from imagenet_captions.shards import incremental
 
 log = logging.getLogger("imagenet_captions.match")
 

@@ -17,11 +17,11 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
-from imagenet_captions import fsio
+from imagenet_captions import fsio, layout
 from imagenet_captions.match.plan import SHARDS_DIR, SPILL_DIR, MatchPlan
 from imagenet_captions.match.work import OTHER, OWN, MatchTally, manifest_entry
 from imagenet_captions.outcomes import RECORDS
-from imagenet_captions.shards import incremental, layout
+from imagenet_captions.shards import incremental
 from imagenet_captions.shards.outputs import naming_output
 
 

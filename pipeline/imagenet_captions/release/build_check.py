@@ -18,8 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from imagenet_captions import layout
 from imagenet_captions.errors import UsageError
-from imagenet_captions.shards import layout
 from imagenet_captions.shards.incremental import COMMITS_DIR
 
 _STEM_RE = re.compile(r"^\d{5}$")

@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 import imagenet_captions
-from imagenet_captions import fsio
+from imagenet_captions import fsio, layout
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import sha256_file
 from imagenet_captions.locks import folder_lock, missing_folders, remove_empty
@@ -39,7 +39,6 @@ from imagenet_captions.release import manifest as mf
 from imagenet_captions.release.build_check import Build, expected_sizes, inspect_build
 from imagenet_captions.release.card_inputs import collect_stats, field_docs
 from imagenet_captions.release.out_folder import discard, prepare_out, remove_stale
-from imagenet_captions.shards import layout
 
 __all__ = [
     "DEFAULT_NAME",

@@ -19,7 +19,7 @@ from typing import Any
 
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
-from imagenet_captions.shards.layout import MANIFEST_FILE, shard_stem
+from imagenet_captions.layout import MANIFEST_FILE, shard_stem
 from imagenet_captions.shards.outputs import naming_output
 
 COMMITS_DIR = ".commits"

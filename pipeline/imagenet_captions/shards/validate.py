@@ -32,10 +32,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imagenet_captions import fsio
+from imagenet_captions import fsio, layout
 from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
-from imagenet_captions.shards import layout
 from imagenet_captions.shards.hashfile import HashingReader
 
 MAX_PROBLEMS_SHOWN = 50

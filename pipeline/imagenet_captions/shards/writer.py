@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 
 from imagenet_captions import fsio, schema
 from imagenet_captions.images import ImageError, ImageOptions, process_image
+from imagenet_captions.layout import TAR_MODE, TAR_MTIME, order_key, shard_stem
 from imagenet_captions.shards.hashfile import HashingFile, commit_all, discard_all
-from imagenet_captions.shards.layout import TAR_MODE, TAR_MTIME, order_key, shard_stem
 from imagenet_captions.sources.imagenet import ImageReader
 
 T = TypeVar("T")

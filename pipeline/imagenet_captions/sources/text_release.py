@@ -17,12 +17,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from imagenet_captions import fsio
+from imagenet_captions import fsio, layout
 from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
 from imagenet_captions.outcomes import RECORDS, Drop
 from imagenet_captions.schema import column_names
-from imagenet_captions.shards import layout
 
 MANIFEST = "manifest.json"
 #: Columns of a release row that the rebuild computes again from the user's image: not the record.
