@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import fields
 from typing import Any
 
 from imagenet_captions import fsio, layout, locks, runners
@@ -50,6 +51,11 @@ def run_build(config: BuildConfig, beam_args: list[str] | None = None) -> dict[s
     return json.loads(fsio.read_bytes(fsio.join(config.out, layout.REPORT_FILE)))
 
 
+#: The option dataclasses' defaults are the only ones: the parser shows and uses these.
+_BUILD: dict[str, Any] = {f.name: f.default for f in fields(BuildConfig)}
+_IMAGE = ImageOptions()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metadata",
@@ -67,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--classes",
-        default="ilsvrc2012",
+        default=_BUILD["classes"],
         metavar="ilsvrc2012|all|FILE",
         help="the classes records and images may have: ILSVRC-2012's 1,000 (default), all the wnids of "
         "--imagenet (ImageNet-21k), or a file of wnids; .cls is the position in the sorted list",
@@ -81,29 +87,29 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--num-shards", type=int, help="fixed shard count (default: derived once from the input count)"
     )
-    g.add_argument("--shard-size", type=int, default=2000, help="samples per shard when deriving the count")
+    g.add_argument("--shard-size", type=int, default=_BUILD["shard_size"], help="samples per shard when deriving the count")
     g.add_argument(
         "--min-shards",
         type=int,
-        default=8,
+        default=_BUILD["min_shards"],
         help="at least this many shards (>= loader workers x GPUs), unless shards would hold < 32",
     )
     g.add_argument("--resize", type=int, help="store images with this shorter side (default: original bytes)")
-    g.add_argument("--jpeg-quality", type=int, default=95, help="quality of re-encoded and resized JPEGs (1-100)")
+    g.add_argument("--jpeg-quality", type=int, default=_IMAGE.quality, help="quality of re-encoded and resized JPEGs (1-100)")
     g.add_argument(
         "--verify",
         choices=["header", "draft", "full"],
-        default=ImageOptions().verify,
+        default=_IMAGE.verify,
         help="how pass-through JPEGs are checked: header (markers + end-of-image; the default), "
         "draft (reduced-size decode) or full (full decode)",
     )
     g.add_argument(
         "--resample",
         choices=sorted(RESAMPLE),
-        default=ImageOptions().resample,
+        default=_IMAGE.resample,
         help="resize filter: lanczos (the default, sharpest), bicubic, or bilinear (cheapest)",
     )
-    g.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb bound")
+    g.add_argument("--max-pixels", type=int, default=_IMAGE.max_pixels, help="decompression-bomb bound")
 
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
