@@ -33,13 +33,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from imagenet_captions import fsio, trace
+from imagenet_captions import fsio, layout, trace
 from imagenet_captions.match.balance import select_stream
 from imagenet_captions.match.corpora import Batch, FileDigest
 from imagenet_captions.match.matcher import Matcher
 from imagenet_captions.match.plan import MATCHES_DIR, SHARDS_DIR, MatchPlan
 from imagenet_captions.outcomes import MAX_EXAMPLES, RECORDS, Tally
-from imagenet_captions.shards import incremental, layout
+from imagenet_captions.shards import incremental
 from imagenet_captions.shards.outputs import naming_output
 
 log = logging.getLogger("imagenet_captions.match")
@@ -50,6 +50,8 @@ SHARD, CLASS, TALLY = "shard", "class", "tally"
 SEED, SPILL, KEPT = "seed", "spill", "kept"
 #: Matched rows a part holds before it writes them to its spill file, all shards together.
 FLUSH_ROWS = 65_536
+#: The spill files' compression: lz4 costs little and halves what goes to the disk and back.
+SPILL_COMPRESSION = "lz4"
 #: The corpus file of a row is the high bits of its position, its row within the file the low ones.
 POS_SHIFT = 40
 #: What the report says of a labelled row (release kinds): whether its caption names its class.
@@ -108,14 +110,15 @@ def matched_text(matcher: Matcher, caption: str) -> str:
 
 
 class _Spill:
-    """A part's spill file: matched rows buffered per shard, written as record batches, the file
-    renamed into place whole when the part ends (a retried part writes the same file again)."""
+    """A part's spill file: matched rows gathered until :data:`FLUSH_ROWS`, then written sorted by
+    shard, one record batch per shard (the batch numbers are what the shard's writer is told). The
+    file is renamed into place whole when the part ends: a retried part writes the same file again."""
 
     def __init__(self, plan: MatchPlan, index: int):
         self.path = plan.spill_path(index)
         self.schema = plan.schema
-        self.num_shards = plan.num_shards
-        self.buffered: dict[int, list[pa.Table]] = defaultdict(list)
+        self.tables: list[pa.Table] = []
+        self.shards: list[int] = []
         self.rows = 0
         self.batches: dict[int, list[int]] = defaultdict(list)
         self._written = 0
@@ -123,37 +126,40 @@ class _Spill:
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
 
     def add(self, table: pa.Table, shards: list[int]) -> None:
-        if self.num_shards == 1:
-            self.buffered[0].append(table)
-        else:
-            order = pc.sort_indices(pa.array(shards, pa.int32()))
-            sorted_shards = pc.take(pa.array(shards, pa.int32()), order).to_pylist()
-            table = table.take(order)
-            start = 0
-            for end in range(1, len(sorted_shards) + 1):
-                if end == len(sorted_shards) or sorted_shards[end] != sorted_shards[start]:
-                    self.buffered[sorted_shards[start]].append(table.slice(start, end - start))
-                    start = end
+        self.tables.append(table)
+        self.shards.extend(shards)
         self.rows += table.num_rows
         if self.rows >= FLUSH_ROWS:
             self.flush()
 
+    def _open(self) -> pa.ipc.RecordBatchFileWriter:
+        with naming_output(self.path):
+            if not fsio.is_remote(self.path):
+                fsio.makedirs(os.path.dirname(self.path))
+            self._ctx = fsio.atomic_write(self.path)
+            sink = self._ctx.__enter__()
+            return pa.ipc.new_file(
+                sink, self.schema, options=pa.ipc.IpcWriteOptions(compression=SPILL_COMPRESSION)
+            )
+
     def flush(self) -> None:
+        if not self.tables:
+            return
         if self._writer is None:
-            with naming_output(self.path):
-                if not fsio.is_remote(self.path):
-                    fsio.makedirs(os.path.dirname(self.path))
-                self._ctx = fsio.atomic_write(self.path)
-                sink = self._ctx.__enter__()
-                options = pa.ipc.IpcWriteOptions(compression="lz4")
-                self._writer = pa.ipc.new_file(sink, self.schema, options=options)
-        for shard in sorted(self.buffered):
-            tables = self.buffered[shard]
-            self._writer.write_table(pa.concat_tables(tables).combine_chunks())
-            self.batches[shard].append(self._written)
-            self._written += 1
-        self.buffered.clear()
-        self.rows = 0
+            self._writer = self._open()
+        shards = pa.array(self.shards, pa.int32())
+        order = pc.sort_indices(shards)
+        table = pa.concat_tables(self.tables).take(order).combine_chunks()
+        runs = pc.run_end_encode(pc.take(shards, order))
+        start = 0
+        with naming_output(self.path):
+            for shard, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
+                for batch in table.slice(start, end - start).to_batches():
+                    self._writer.write_batch(batch)
+                    self.batches[shard].append(self._written)
+                    self._written += 1
+                start = end
+        self.tables, self.shards, self.rows = [], [], 0
 
     def close(self, failed: bool = False) -> None:
         if self._writer is None:
@@ -256,7 +262,7 @@ def _match_batch(
     columns["__pos"] = pa.array([base + batch.row_index(i) for i in matched], pa.int64())
     table = pa.table(columns, schema=plan.schema)
     num_shards = plan.num_shards
-    spill.add(table, [layout.shard_of(k, num_shards) for k in keys] if num_shards > 1 else [])
+    spill.add(table, [layout.shard_of(k, num_shards) for k in keys] if num_shards > 1 else [0] * len(keys))
     if candidates is not None:
         for key, wnid in zip(keys, wnids, strict=True):
             candidates[wnid].append(key)
@@ -351,35 +357,61 @@ def gather_rows(
 
 
 def settle(table: pa.Table, kept: dict[str, set[str]] | None, tally: MatchTally) -> pa.Table:
-    """The rows that go into the shard: a key that two corpus rows share keeps the first row by
-    position (the others are ``duplicate``); with balancing, a pair outside its class's kept keys is
-    ``over_quota``. Counted per corpus row (written when any of its pairs is) and per pair."""
-    keys = table.column("key").to_pylist()
-    wnids = table.column("wnid").to_pylist()
-    positions = table.column("__pos").to_pylist()
-    owner: dict[str, int] = {}  # key -> the first corpus position that has it
-    for key, pos in zip(keys, positions, strict=True):
+    """The rows that go into the shard: a key that two corpus rows share keeps the row of the first
+    position (the others are ``duplicate_key``); with balancing, a pair outside its class's kept keys
+    is ``over_quota``. Counted per corpus row (written when any of its pairs is) and per pair.
+
+    Vectorised: Python looks only at the runs of rows that share a key (a caption naming several
+    classes with ``--multiple all``, or a duplicate key), never at every row."""
+    n = table.num_rows
+    if n == 0:
+        return table
+    keys, wnids, positions = table.column("key"), table.column("wnid"), table.column("__pos")
+    duplicate = _duplicates(keys, positions)
+    written = pc.invert(duplicate) if duplicate is not None else pa.array([True] * n)
+    if kept is not None:
+        pairs = pc.binary_join_element_wise(wnids, keys, "\t")
+        chosen = pa.array([f"{w}\t{k}" for w, ks in kept.items() for k in ks], pa.string())
+        written = pc.and_(written, pc.is_in(pairs, value_set=chosen))
+    n_written = pc.sum(written).as_py() or 0
+    n_duplicate = 0 if duplicate is None else (pc.sum(duplicate).as_py() or 0)
+    for outcome, count in (("written", n_written), ("duplicate_key", n_duplicate),
+                           ("over_quota", n - n_written - n_duplicate)):  # fmt: skip
+        if count:
+            tally.pairs[outcome] += count
+    rows_written = pc.count_distinct(positions.filter(written)).as_py()
+    rows_duplicate = 0 if duplicate is None else pc.count_distinct(positions.filter(duplicate)).as_py()
+    rows_owned = pc.count_distinct(positions).as_py() - rows_duplicate
+    for reason, count in (("written", rows_written), ("duplicate_key", rows_duplicate),
+                          ("over_quota", rows_owned - rows_written)):  # fmt: skip
+        if count:
+            tally.rows.count(RECORDS, reason, count)
+    counts = pc.value_counts(wnids.filter(written))
+    tally.written.update(
+        dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+    )
+    return table if n_written == n else table.filter(written)
+
+
+def _duplicates(keys: pa.ChunkedArray, positions: pa.ChunkedArray) -> pa.Array | None:
+    """Per row (sorted by key), whether another row of its key has a smaller corpus position; None
+    when no two rows share a key."""
+    n = len(keys)
+    same = pc.equal(keys.slice(1), keys.slice(0, n - 1))
+    runs = pc.indices_nonzero(same).to_pylist()  # i: rows i and i + 1 share a key
+    if not runs:
+        return None
+    flags = [False] * n
+    rows = sorted({r for i in runs for r in (i, i + 1)})
+    key_of = keys.take(pa.array(rows, pa.int64())).to_pylist()
+    pos_of = positions.take(pa.array(rows, pa.int64())).to_pylist()
+    owner: dict[str, int] = {}
+    for key, pos in zip(key_of, pos_of, strict=True):
         if owner.setdefault(key, pos) > pos:
             owner[key] = pos
-    keep: list[bool] = []
-    state: dict[int, str] = {}  # corpus position -> written, over_quota or duplicate
-    for key, wnid, pos in zip(keys, wnids, positions, strict=True):
-        if owner[key] != pos:
-            outcome = "duplicate_key"
-        elif kept is not None and key not in kept.get(wnid, ()):
-            outcome = "over_quota"
-        else:
-            outcome = "written"
-        keep.append(outcome == "written")
-        tally.pairs[outcome] += 1
-        if outcome == "written":
-            tally.written[wnid] += 1
-            state[pos] = "written"
-        elif state.get(pos) != "written":
-            state[pos] = outcome
-    for outcome in state.values():
-        tally.rows.count(RECORDS, outcome)
-    return table.filter(pa.array(keep, pa.bool_())) if not all(keep) else table
+    for row, key, pos in zip(rows, key_of, pos_of, strict=True):
+        flags[row] = pos != owner[key]
+    return pa.array(flags, pa.bool_())
 
 
 def shard_digest(plan: MatchPlan, table: pa.Table) -> str:
