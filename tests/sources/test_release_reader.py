@@ -135,7 +135,7 @@ TRICKY = '[[[{{{ "]]]}}} \\ \\" \\\\" "[" \u00e9\u65e5 ' + "[" * 100
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 64, 1 << 20])
 def test_nesting_is_counted_outside_strings_across_chunk_boundaries(chunk):
     """The depth guard sees the stream in chunks that cut strings, escapes and characters anywhere."""
-    from imagenet_captions.sources.release import MAX_DEPTH, _DepthGuard
+    from imagenet_captions.flickr.release_json import MAX_DEPTH, _DepthGuard
 
     for depth, refused in ((MAX_DEPTH, False), (MAX_DEPTH + 1, True)):
         data = json.dumps(_nested(depth, TRICKY), ensure_ascii=False).encode("utf-8")
@@ -181,7 +181,7 @@ def test_the_depth_guard_agrees_with_a_parser_on_random_documents():
     the guard refuses exactly the documents deeper than 64 and ends every other one at depth 0."""
     import random
 
-    from imagenet_captions.sources.release import MAX_DEPTH, _DepthGuard
+    from imagenet_captions.flickr.release_json import MAX_DEPTH, _DepthGuard
 
     rng = random.Random(7)
     alphabet = ['"', "\\", "[", "]", "{", "}", "a", "\u00e9", "\n", "/", '\\"']

@@ -11,6 +11,7 @@ from typing import Any
 from imagenet_captions import fsio, layout, locks, runners
 from imagenet_captions.build.graph import build_graph
 from imagenet_captions.build.plan import BuildConfig, make_plan
+from imagenet_captions.flickr.keys import build_redactor
 from imagenet_captions.images import ImageOptions
 from imagenet_captions.images.process import RESAMPLE
 from imagenet_captions.outcomes import IMAGES, RECORDS
@@ -128,7 +129,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
             verify=args.verify,
             resample=args.resample,
         ),
-        text=text_options_from_args(args),
+        text=text_options_from_args(args, build_redactor(args.api_key_file)),
         classes=args.classes,
     )
 

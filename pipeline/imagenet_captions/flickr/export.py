@@ -20,7 +20,7 @@ from typing import Any
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr import store
-from imagenet_captions.sources.release import ReleaseFormatError, iter_release_items
+from imagenet_captions.flickr.release_json import ReleaseFormatError, iter_release_items
 
 RELEASE_FIELDS = ("filename", "title", "tags", "description", "wnid")
 
@@ -53,8 +53,8 @@ def _norm_text(text: Any) -> str:
 
 def iter_release_file(path: str) -> Iterator[Any]:
     """Stream the items of a release JSON list or zip, read as the build reads one
-    (:func:`imagenet_captions.sources.release.iter_release_items`: a BOM dropped, invalid UTF-8
-    replaced, nesting bounded)."""
+    (:func:`.release_json.iter_release_items`: a BOM dropped, invalid UTF-8 replaced, nesting
+    bounded)."""
     try:
         yield from iter_release_items(path)
     except OSError as e:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_captions.errors import UsageError
-from imagenet_captions.flickr.keys import build_redactor
 
 CAPTION_STYLES = ("release", "semicolon", "title", "title_tags")
 LANG_BACKENDS = ("fasttext", "langdetect", "none")
@@ -161,8 +160,12 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
                    "the cleaning decodes (default: the keys of $FLICKR_API_KEY when set)")  # fmt: skip
 
 
-def text_options_from_args(args: argparse.Namespace) -> TextOptions:
-    """``TextOptions`` from the parsed arguments of ``add_text_arguments``; raises UsageError when bad."""
+def text_options_from_args(
+    args: argparse.Namespace, redactor: Callable[[str], str] | None = None
+) -> TextOptions:
+    """``TextOptions`` from the parsed arguments of ``add_text_arguments``; raises UsageError when bad.
+    ``redactor``: the command's, made from ``--api-key-file`` or ``$FLICKR_API_KEY``
+    (``flickr.keys.build_redactor``: the key belongs to the harvest, a floor above this one)."""
 
     def csv(value: str) -> tuple[str, ...]:
         return tuple(sorted({v.strip().lower() for v in value.split(",") if v.strip()}))
@@ -187,5 +190,5 @@ def text_options_from_args(args: argparse.Namespace) -> TextOptions:
         near_duplicate_threshold=args.near_duplicate_threshold,
         blocklist=read_blocklist(blocklist_path) if blocklist_path else (),
         blocklist_source=str(blocklist_path) if blocklist_path else None,
-        redactor=build_redactor(getattr(args, "api_key_file", None)),
+        redactor=redactor,
     )
