@@ -85,7 +85,8 @@ fi
 emit imports rc=$? checked="open_clip webdataset open_clip_train.main pytest"
 
 # -- the CUDA tests -------------------------------------------------------------------------------------
-TESTS="tests/train/test_train_cuda.py tests/eval/test_eval_cuda.py"
+TESTS="tests/train/test_train_cuda.py tests/eval/test_eval_cuda.py
+  tests/eval/test_eval_inference.py::test_cuda_path_decodes_on_the_gpu_and_gives_the_same_accuracies"
 timeout -s TERM 90 "$PY" -m pytest -q -p no:cacheprovider -o addopts= $TESTS \
   --junitxml="$OUT/cuda_tests.xml" >"$OUT/cuda_tests.log" 2>&1
 RC=$?

@@ -269,6 +269,10 @@ def setup(options: TrainOptions) -> Run:
         cfg["image_size"] = o.image_size
     decode = o.decode if o.decode != "auto" else ("device" if device.type == "cuda" else "cpu")
     plan = plan_workers(o, saved, spec, int(cfg["image_size"]), decode)
+    if world > 1:  # every rank must split the shards over the same number of workers: rank 0's plan
+        shared = [plan]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        plan = shared[0]
     o = o.replace(workers=plan.workers)
     if plan.note and rank == 0:
         log.warning("%s", plan.note)
