@@ -254,6 +254,7 @@ def test_html_bytes_behind_a_binary_content_type_are_refused(capsys, tmp_path):
         ("README.md/inner.txt", "is also a folder of"),
         (".download-state.json", "which the downloader writes itself"),
         ("Manifest.json", "which the downloader writes itself"),
+        (".lock", "which the downloader writes itself"),
         ("captions/00000.parquet.part", "ends in .part"),
         ("C:/x", "is absolute"),
     ],

@@ -4,27 +4,32 @@ A release is a folder on any static host with ``manifest.json`` at its root, lis
 file's relative path, size and sha256. The command reads in the order of its modules:
 
 1. here: the options, the manifest fetched (``release.fetch``) and checked whole
-   (``release.manifest``) before anything is written, the files it selects, and for each file
-   whether what is on disk is already right (``release.state``'s record of verified files);
+   (``release.manifest``, and what is already in ``--out``) before anything is written, ``--out``
+   locked, the files it selects, and for each file whether what is on disk is already right
+   (``release.state``'s record of verified files);
 2. ``release.fetch``: each missing file over HTTP into ``<name>.part``, resumed, retried, and
    renamed into place only once its size and hash match; ``release.sink`` writes and hashes the
    bytes off the event loop; ``release.state`` keeps the partials' sidecars;
 3. here again: one line per failed file, a summary, and the exit status.
 
-It must never write outside ``--out``, nor anything before the manifest has been checked. Exit
-status: 0 when every requested file is present and verified; 1 otherwise, one line per file that
-failed and why; 2 for a bad command line or an unsafe or malformed manifest.
-About 100 of its lines are the command line's arguments, which belong with the options they fill.
+It must never write outside ``--out``, nor anything before the manifest has been checked, nor
+through a link it did not make. Exit status: 0 when every requested file is present and verified;
+1 otherwise, one line per file that failed and why; 2 for a bad command line, an unsafe or
+malformed manifest, an ``--out`` that cannot be written or is held by another download, or a full
+disk (one line naming the file). About 120 of its lines are the command line's arguments, which
+belong with the options they fill.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import fnmatch
-import json
 import os
 import re
+import stat
 import sys
 import time
 import urllib.parse
@@ -34,6 +39,7 @@ from typing import Any
 
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import atomic_write
+from imagenet_captions.locks import folder_lock
 from imagenet_captions.release import official as official_release
 from imagenet_captions.release.fetch import (
     Fetcher,
@@ -44,7 +50,13 @@ from imagenet_captions.release.fetch import (
     is_url,
     open_session,
 )
-from imagenet_captions.release.manifest import MANIFEST_FILE, check_manifest
+from imagenet_captions.release.manifest import (
+    MANIFEST_FILE,
+    PART_SUFFIX,
+    SIDECAR_SUFFIX,
+    check_manifest,
+    parse_json_object,
+)
 from imagenet_captions.release.progress import Progress
 from imagenet_captions.release.state import VerifiedState
 
@@ -63,6 +75,8 @@ class DownloadOptions:
     backoff_max: float = 30.0
     max_retry_after: float = 600.0
     timeout: float = 60.0
+    min_rate: float = 1000.0
+    deadline: float = 3600.0
     block_size: int = 1 << 20
     progress: bool = True
     official: bool = False
@@ -80,10 +94,14 @@ class DownloadOptions:
             raise UsageError(f"--jobs must be 1..256, not {self.jobs}")
         if self.attempts < 1:
             raise UsageError(f"--attempts must be at least 1, not {self.attempts}")
-        if self.backoff < 0 or self.backoff_max < self.backoff or self.max_retry_after < 0:
+        if not (0 <= self.backoff <= self.backoff_max and self.max_retry_after >= 0):
             raise UsageError("--backoff must be >= 0 and <= --backoff-max; --max-retry-after >= 0")
-        if self.timeout <= 0:
+        if not self.timeout > 0:  # written so that NaN is refused too
             raise UsageError(f"--timeout must be positive, not {self.timeout}")
+        if not self.min_rate >= 0:
+            raise UsageError(f"--min-rate must be >= 0, not {self.min_rate}")
+        if not self.deadline > 0:
+            raise UsageError(f"--deadline must be positive, not {self.deadline}")
         if not 4096 <= self.block_size <= 1 << 30:
             raise UsageError(f"--block-size must be 4096..1 GiB, not {self.block_size}")
         if not re.fullmatch(r"[0-9a-f]{40}", self.official_blob_id):
@@ -124,24 +142,55 @@ def _local_path(source: str) -> str:
 def parse_manifest(data: bytes, out: str) -> dict[str, Any]:
     """The manifest, checked whole before anything is written; UsageError (one line) otherwise.
 
-    Beyond the format's own rules (``check_manifest``), a path must not reach outside ``--out``
-    through a symlink already there: only the folder on this disk can say that.
+    Beyond the format's own rules (``check_manifest``), nothing already in ``--out`` may send a
+    file elsewhere: only the folder on this disk can say that (``unsafe_in_out``).
     """
-    try:
-        manifest = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UsageError(f"{MANIFEST_FILE} is not valid JSON: {e}") from None
+    manifest = parse_json_object(data, MANIFEST_FILE)
     problems = check_manifest(manifest)
     if not problems:
-        root = os.path.realpath(out)
-        for entry in manifest["files"]:
-            real = os.path.realpath(os.path.join(root, *entry["path"].split("/")))
-            if not real.startswith(root + os.sep):
-                problems.append(f"file path {entry['path']!r} resolves outside --out (through a symlink)")
+        problems = unsafe_in_out(manifest["files"], out)
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise UsageError(f"{MANIFEST_FILE} refused, nothing written: {problems[0]}{more}")
     return manifest
+
+
+def unsafe_in_out(files: list[dict[str, Any]], out: str) -> list[str]:
+    """What in ``--out`` would take a file's bytes outside it, or onto another file.
+
+    A file's path must not resolve outside ``--out`` through a symlink already there; its
+    ``.part`` and sidecar, which the downloader writes and resumes from, must be regular files if
+    they exist (it never makes anything else there: a symlink would be written through). One
+    ``realpath`` per folder and an ``lstat`` per name, so a 100,000-file manifest costs little.
+    """
+    if not os.path.isdir(out):
+        return []
+    root = os.path.realpath(out)
+    real_folders: dict[str, str] = {}
+    problems = []
+    for entry in files:
+        folder, _, name = entry["path"].rpartition("/")
+        if folder not in real_folders:
+            real_folders[folder] = os.path.realpath(os.path.join(root, *folder.split("/")))
+        real = real_folders[folder]
+        final = os.path.join(real, name)
+        if not (real == root or real.startswith(root + os.sep)) or (
+            os.path.islink(final) and not os.path.realpath(final).startswith(root + os.sep)
+        ):
+            problems.append(f"file path {entry['path']!r} resolves outside --out (through a symlink)")
+            continue
+        for suffix in (PART_SUFFIX, SIDECAR_SUFFIX):
+            try:
+                mode = os.lstat(final + suffix).st_mode
+            except OSError:
+                continue
+            if not stat.S_ISREG(mode):
+                what = "a symlink" if stat.S_ISLNK(mode) else "not a regular file"
+                problems.append(
+                    f"{entry['path']}{suffix} in --out is {what}: the downloader writes only regular files "
+                    f"there (remove it)"
+                )
+    return problems
 
 
 def select_files(manifest: dict[str, Any], base: str, include: tuple[str, ...]) -> list[FileSpec]:
@@ -168,6 +217,15 @@ def select_files(manifest: dict[str, Any], base: str, include: tuple[str, ...]) 
 # -- the files -----------------------------------------------------------------------------------
 
 
+class DiskFull(Exception):
+    """The disk under ``--out`` is full: the run stops (every other file would fail the same way)."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(path, error)
+        self.path = path
+        self.error = error
+
+
 class Downloader:
     """Decides, per file, whether what is on disk is right, and has the rest fetched: one per run."""
 
@@ -178,6 +236,8 @@ class Downloader:
         self._progress = progress
 
     async def run(self, specs: list[FileSpec], session: Any) -> list[Outcome]:
+        """Every file's outcome, in the order of ``specs``; DiskFull stops the run (the other files
+        are cancelled, what they hold kept), since every file after it would fail alike."""
         jobs = self.options.jobs
         # Two workers a file (one writes a block while the other hashes it), and one to spare.
         self._pool = ThreadPoolExecutor(max_workers=2 * jobs + 1, thread_name_prefix="download-io")
@@ -188,14 +248,24 @@ class Downloader:
             async with sem:
                 return await self._one(spec)
 
+        # Largest first: the long transfers start early and the small ones fill the gaps.
+        order = sorted(specs, key=lambda s: -(s.size or 0))
+        tasks = [asyncio.ensure_future(one(s)) for s in order]
         try:
-            # Largest first: the long transfers start early and the small ones fill the gaps.
-            order = sorted(specs, key=lambda s: -(s.size or 0))
-            outcomes = await asyncio.gather(*(one(s) for s in order))
+            if tasks:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
             self._pool.shutdown(wait=True)
             self.state.save()
-        by_path = {oc.path: oc for oc in outcomes}
+        errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+        errors.sort(key=lambda e: not isinstance(e, DiskFull))
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+        by_path = {oc.path: oc for oc in (t.result() for t in tasks)}
         return [by_path[s.path] for s in specs]
 
     async def _one(self, spec: FileSpec) -> Outcome:
@@ -221,13 +291,16 @@ class Downloader:
                 os.remove(final)
                 how = "refetched"
             fetched = await self._fetcher.fetch(spec, final)
+            self.state.add(spec.path, spec.label, os.stat(final))
         except FetchFailed as e:
             self._progress.file_done()
-            return Outcome(spec.path, False, str(e))
+            return Outcome(spec.path, False, str(e), self._fetcher.received.get(spec.path, 0))
         except OSError as e:
             self._progress.file_done()
-            return Outcome(spec.path, False, f"{type(e).__name__}: {e}")
-        self.state.add(spec.path, spec.label, os.stat(final))
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(spec.path, e) from None
+            why = f"{type(e).__name__}: {e}"
+            return Outcome(spec.path, False, why, self._fetcher.received.get(spec.path, 0))
         self._progress.file_done()
         return Outcome(spec.path, True, how, fetched)
 
@@ -250,12 +323,26 @@ async def _fetch_all(
         specs = plan(manifest_bytes)
         total = sum(s.size or 0 for s in specs)
         with Progress(options.progress, len(specs), total) as progress:
-            outcomes = await Downloader(options, out, progress).run(specs, session)
+            downloader = Downloader(options, out, progress)
+            try:
+                outcomes = await downloader.run(specs, session)
+            except DiskFull as e:
+                raise UsageError(
+                    f"no space left on the device of --out {out} while writing {e.path}: free some space "
+                    f"and run the same command again (it keeps the verified files and resumes the rest)"
+                ) from None
+        if downloader.state.unsaved is not None:
+            print(
+                f"imagenet-captions download: warning: could not record the verified files in "
+                f"{downloader.state.path} ({downloader.state.unsaved.strerror}): the next run re-hashes them",
+                file=sys.stderr,
+            )
         return manifest_bytes, outcomes
 
 
 def download(options: DownloadOptions) -> Result:
-    """Run one download; raises UsageError for a bad manifest (before writing anything)."""
+    """Run one download; raises UsageError for a bad manifest (before writing anything), for an
+    ``--out`` that cannot be written, held by another download, or full."""
     t0 = time.monotonic()
     out = options.out
     if os.path.exists(out) and not os.path.isdir(out):
@@ -279,25 +366,40 @@ def download(options: DownloadOptions) -> Result:
         with open(base, "rb") as f:
             local_bytes = f.read()
 
-    def plan(fetched: bytes | None) -> list[FileSpec]:
-        """The files to bring, once the manifest is checked; the manifest itself is saved first."""
-        if options.official:
-            os.makedirs(out, exist_ok=True)
-            return [official]
-        data = fetched if fetched is not None else local_bytes
-        assert data is not None
-        specs = select_files(parse_manifest(data, out), base, options.include)
-        os.makedirs(out, exist_ok=True)
-        target = os.path.join(out, MANIFEST_FILE)
-        if not (os.path.isfile(target) and _same_bytes(target, data)):
-            with atomic_write(target) as f:
-                f.write(data)
-        return specs
+    with contextlib.ExitStack() as held:
 
-    done = asyncio.run(_fetch_all(options, out, url, plan))
+        def plan(fetched: bytes | None) -> list[FileSpec]:
+            """The files to bring, once the manifest is checked: only then is ``--out`` made and
+            locked (two downloads into one folder would fetch the same files into one ``.part``), and
+            the manifest saved first."""
+            if options.official:
+                _claim_out(out, held)
+                return [official]
+            data = fetched if fetched is not None else local_bytes
+            assert data is not None
+            specs = select_files(parse_manifest(data, out), base, options.include)
+            _claim_out(out, held)
+            target = os.path.join(out, MANIFEST_FILE)
+            try:
+                if not (os.path.isfile(target) and _same_bytes(target, data)):
+                    with atomic_write(target) as f:
+                        f.write(data)
+            except OSError as e:
+                raise UsageError(f"cannot write {target}: {e.strerror}") from None
+            return specs
+
+        done = asyncio.run(_fetch_all(options, out, url, plan))
     if isinstance(done, str):
         return Result([], time.monotonic() - t0, done)
     return Result(done[1], time.monotonic() - t0)
+
+
+def _claim_out(out: str, held: contextlib.ExitStack) -> None:
+    """Create ``--out`` if need be and hold its lock until ``held`` closes; one line if it cannot be."""
+    try:
+        held.enter_context(folder_lock(out, "download"))
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {out}: {e.strerror}") from None
 
 
 def _same_bytes(path: str, data: bytes) -> bool:
@@ -314,6 +416,7 @@ def _human(n: float) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = DownloadOptions
     parser.add_argument(
         "source",
         nargs="?",
@@ -328,42 +431,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="GLOB",
-        help="fetch only files whose relative path matches (fnmatch; repeatable)",
+        help="fetch only files whose relative path matches (fnmatch; repeatable; default: every file)",
     )
-    parser.add_argument("--jobs", type=int, default=DownloadOptions.jobs, help="files fetched at once")
+    parser.add_argument(
+        "--jobs", type=int, default=d.jobs, help="files fetched at once (default: %(default)s)"
+    )
     parser.add_argument(
         "--verify", action="store_true", help="re-hash every file already on disk and refetch what is wrong"
     )
     parser.add_argument(
         "--attempts",
         type=int,
-        default=DownloadOptions.attempts,
-        help="tries per file that make no progress before it fails",
+        default=d.attempts,
+        help="attempts in a row that bring a file no progress before it fails (default: %(default)s)",
     )
     parser.add_argument(
         "--backoff",
         type=float,
-        default=DownloadOptions.backoff,
-        help="first retry's backoff ceiling in seconds (doubles, full jitter)",
+        default=d.backoff,
+        metavar="SECONDS",
+        help="first retry's backoff ceiling (doubles each retry, full jitter; default: %(default)s)",
     )
-    parser.add_argument("--backoff-max", type=float, default=DownloadOptions.backoff_max)
+    parser.add_argument(
+        "--backoff-max",
+        type=float,
+        default=d.backoff_max,
+        metavar="SECONDS",
+        help="largest backoff ceiling a retry waits under (default: %(default)s)",
+    )
     parser.add_argument(
         "--max-retry-after",
         type=float,
-        default=DownloadOptions.max_retry_after,
-        help="longest Retry-After honoured; a longer one fails the file",
+        default=d.max_retry_after,
+        metavar="SECONDS",
+        help="longest Retry-After honoured; a longer one fails the file (default: %(default)s)",
     )
     parser.add_argument(
         "--timeout",
         type=float,
-        default=DownloadOptions.timeout,
-        help="seconds without a byte before a connection counts as dropped",
+        default=d.timeout,
+        metavar="SECONDS",
+        help="seconds without a byte before a connection counts as dropped; also the window "
+        "--min-rate is measured over (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-rate",
+        type=float,
+        default=d.min_rate,
+        metavar="BYTES/S",
+        help="a connection bringing fewer bytes a second than this over a --timeout window counts "
+        "as dropped; 0 for none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=d.deadline,
+        metavar="SECONDS",
+        help="longest time one file may take in one run, retries included; then it fails and a "
+        "rerun resumes it (default: %(default)s)",
     )
     parser.add_argument(
         "--block-size",
         type=int,
-        default=DownloadOptions.block_size,
-        help="bytes buffered per write (what an interrupted run can lose)",
+        default=d.block_size,
+        metavar="BYTES",
+        help="bytes buffered per write (what an interrupted run can lose; default: %(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument(
@@ -371,7 +503,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fetch the official 2022 imagenet_captions.zip (verified by its git blob id)",
     )
-    parser.add_argument("--official-url", default=official_release.URL, help="a mirror of the official zip")
+    parser.add_argument(
+        "--official-url",
+        default=official_release.URL,
+        metavar="URL",
+        help="a mirror of the official zip, or a local path (default: %(default)s)",
+    )
     parser.add_argument("--official-blob-id", default=official_release.BLOB_ID, help=argparse.SUPPRESS)
 
 
@@ -387,6 +524,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         backoff_max=args.backoff_max,
         max_retry_after=args.max_retry_after,
         timeout=args.timeout,
+        min_rate=args.min_rate,
+        deadline=args.deadline,
         block_size=args.block_size,
         progress=not args.no_progress,
         official=args.official,

@@ -4,16 +4,19 @@ The rules, in the order a request meets them:
 
 - a partial that belongs to the file (see ``release.state``) is resumed with ``Range: bytes=N-`` and
   ``If-Range``; it is re-hashed first, since a hash state cannot be saved;
-- 408/425/429/5xx, timeouts and dropped connections are retried after full-jitter exponential
-  backoff (a ``Retry-After`` is a floor); the bound is on attempts that bring less than a block;
+- 408/425/429/5xx, timeouts, dropped connections and a body slower than ``--min-rate`` are
+  retried after full-jitter exponential backoff (a ``Retry-After`` is a floor); the bound is on
+  attempts in a row that do not take the prefix held a block past its longest yet;
 - a ``200`` to a ranged request, a ``416``, a ``206`` starting beyond what is held, or a resumed
-  whole that does not verify start the file again from byte 0 (a bounded number of times);
+  whole that does not verify start the file again from byte 0, each counted (MAX_RESTARTS a run);
+- nothing about a file goes on past its ``--deadline``: not a body, not a backoff;
 - an answer that cannot be the file (another status, an HTML page, a ``Content-Length`` or a
   ``Content-Range`` total other than the manifest's, more bytes than the file has) fails it at once;
 - the bytes are renamed to the final name only when their size and digest match.
 
 It must never write anything but the ``.part`` of the file it was given, and never retry without
-bound. What to fetch, and whether a file on disk is already right, is ``release.download``'s job.
+bound, however the host behaves. The manifest itself comes through ``fetch_manifest``: read to the
+end of its body, however it is sent. What to fetch, and whether a file on disk is already right, is ``release.download``'s job.
 It runs past 400 lines because the checks of an answer and the attempt loop that acts on them
 read only together; the body's writing and hashing are already apart (``release.sink``).
 """
@@ -31,17 +34,16 @@ import time
 import urllib.parse
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from imagenet_captions import __version__
+from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import sha256_file
 from imagenet_captions.release import official
+from imagenet_captions.release.manifest import PART_SUFFIX
 from imagenet_captions.release.progress import Progress
 from imagenet_captions.release.sink import BlockSink
 from imagenet_captions.release.state import Partial, remove
-
-if TYPE_CHECKING:
-    from imagenet_captions.release.download import DownloadOptions
 
 HTML_SUFFIXES = (".html", ".htm")
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -75,6 +77,34 @@ class FileSpec:
         return official.blob_hasher(size) if self.algo == "git-blob" else hashlib.sha256()
 
 
+class FetchOptions(Protocol):
+    """The settings this module reads (``release.download.DownloadOptions`` has them, checked)."""
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def backoff(self) -> float: ...
+
+    @property
+    def backoff_max(self) -> float: ...
+
+    @property
+    def max_retry_after(self) -> float: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def min_rate(self) -> float: ...
+
+    @property
+    def deadline(self) -> float: ...
+
+    @property
+    def block_size(self) -> int: ...
+
+
 class FetchFailed(Exception):
     """The file cannot be fetched in this run; the message is the one line the summary prints."""
 
@@ -89,6 +119,33 @@ class _Retry(Exception):
 
 class _Restart(Exception):
     """The partial is useless (416, a file changed, a mismatch after a resume): start it from byte 0."""
+
+
+class _TooSlow(_Retry):
+    """Bytes arrive, but slower than ``--min-rate``: the connection counts as dropped."""
+
+
+class _OutOfTime(FetchFailed):
+    """The file's ``--deadline`` passed: it fails for this run, its partial kept for the next."""
+
+
+@dataclass
+class _Tries:
+    """One file's account in one run, against which its retries and restarts are bounded."""
+
+    deadline: float
+    #: the longest prefix held so far in this run: an attempt is progress only if it passes it
+    best: int
+    restarts: int = 0
+    failures: int = 0
+    #: bytes taken from the network for the file, over all its attempts
+    received: int = 0
+
+    def restart(self, why: str) -> None:
+        """Count a start from byte 0 with bytes held; FetchFailed once there were MAX_RESTARTS."""
+        self.restarts += 1
+        if self.restarts > MAX_RESTARTS:
+            raise FetchFailed(f"{why} (restarted {MAX_RESTARTS} times)")
 
 
 def is_url(source: str) -> bool:
@@ -150,7 +207,7 @@ def _salvage(content: Any) -> bytes:
         return b""
 
 
-def open_session(options: DownloadOptions, connections: int) -> Any:
+def open_session(options: FetchOptions, connections: int) -> Any:
     """The one aiohttp session of a run: bodies as sent (no decompression), a large read buffer."""
     import aiohttp
 
@@ -164,7 +221,7 @@ def open_session(options: DownloadOptions, connections: int) -> Any:
     )
 
 
-def backoff(options: DownloadOptions, failures: int, hint: float | None) -> float:
+def backoff(options: FetchOptions, failures: int, hint: float | None) -> float:
     """Full-jitter exponential backoff; a server's Retry-After is a floor, never shortened."""
     wait = random.uniform(0, min(options.backoff_max, options.backoff * 2 ** (failures - 1)))
     if hint is not None:
@@ -174,11 +231,17 @@ def backoff(options: DownloadOptions, failures: int, hint: float | None) -> floa
     return wait
 
 
-async def fetch_manifest(session: Any, url: str, options: DownloadOptions) -> bytes:
-    """The manifest's bytes, with the files' retry rules; FetchFailed when they cannot be had."""
+async def fetch_manifest(session: Any, url: str, options: FetchOptions) -> bytes:
+    """The manifest's bytes, with the files' retry rules; FetchFailed when they cannot be had.
+
+    The body is read to its end, however it comes (a ``Content-Length``, chunks, or a connection
+    closed at the end): one read returns only what has arrived so far. A URL that cannot be
+    fetched at all (a redirect loop, no usable URL) is a UsageError: retrying would change nothing.
+    """
     import aiohttp
 
     last = ""
+    deadline = time.monotonic() + options.deadline
     for attempt in range(1, options.attempts + 1):
         hint = None
         try:
@@ -189,39 +252,90 @@ async def fetch_manifest(session: Any, url: str, options: DownloadOptions) -> by
                 elif resp.status != 200:
                     raise FetchFailed(f"HTTP {resp.status} {resp.reason} from {url}")
                 else:
-                    if (resp.content_length or 0) > MAX_MANIFEST_BYTES:
-                        raise FetchFailed(
-                            f"manifest is {resp.content_length} bytes (over {MAX_MANIFEST_BYTES})"
-                        )
-                    data = await resp.content.read(MAX_MANIFEST_BYTES + 1)
-                    if len(data) > MAX_MANIFEST_BYTES:
-                        raise FetchFailed(f"manifest is more than {MAX_MANIFEST_BYTES} bytes")
-                    if resp.content_length is not None and len(data) != resp.content_length:
-                        raise aiohttp.ClientPayloadError("manifest cut short")
-                    if looks_like_html(data[:64]):
-                        raise FetchFailed(f"{url} answered with an HTML page, not a manifest")
-                    return data
+                    return await _read_manifest_body(resp, url, options, deadline)
+        except aiohttp.TooManyRedirects as e:
+            raise UsageError(f"{url} redirects in a loop ({len(e.history)} redirects followed)") from None
+        except aiohttp.InvalidURL as e:
+            raise UsageError(f"{url} is not a URL that can be fetched ({e})") from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
             last = f"{type(e).__name__}: {e}"
+        except _Retry as e:
+            last = str(e)
+        except aiohttp.ClientResponseError as e:
+            raise FetchFailed(f"bad HTTP answer: {e.message}") from None
         if attempt < options.attempts:
-            await asyncio.sleep(
-                max(backoff(options, attempt, None), min(hint or 0.0, options.max_retry_after))
-            )
+            wait = max(backoff(options, attempt, None), min(hint or 0.0, options.max_retry_after))
+            if time.monotonic() + wait > deadline:
+                raise FetchFailed(f"{last} (--deadline of {options.deadline:g} s reached)")
+            await asyncio.sleep(wait)
     raise FetchFailed(f"{last} (gave up after {options.attempts} attempts)")
+
+
+async def _read_manifest_body(resp: Any, url: str, options: FetchOptions, deadline: float) -> bytes:
+    """The whole body of a ``200``: no more than MAX_MANIFEST_BYTES, in time, not an HTML page."""
+    import aiohttp
+
+    if (resp.content_length or 0) > MAX_MANIFEST_BYTES:
+        raise FetchFailed(f"manifest is {resp.content_length} bytes (over {MAX_MANIFEST_BYTES})")
+    body = bytearray()
+    pace = Pace(options, deadline)
+    while chunk := await resp.content.read(1 << 20):
+        body += chunk
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise FetchFailed(f"manifest is more than {MAX_MANIFEST_BYTES} bytes")
+        pace.check(len(chunk))
+    if resp.content_length is not None and len(body) != resp.content_length:
+        raise aiohttp.ClientPayloadError(f"manifest cut short ({len(body)} of {resp.content_length} bytes)")
+    data = bytes(body)
+    if looks_like_html(data[:64]):
+        raise FetchFailed(f"{url} answered with an HTML page, not a manifest")
+    return data
+
+
+class Pace:
+    """The speed limits of one response: the run's ``--deadline`` for the file, and ``--min-rate``
+    averaged over windows of ``--timeout`` seconds (``--timeout`` alone only catches a silent host;
+    a host that trickles a byte a second would hold a connection, and the run, for ever).
+
+    ``check`` is called as bytes arrive: it raises ``_TooSlow`` (a retry) or ``_OutOfTime``."""
+
+    def __init__(self, options: FetchOptions, deadline: float) -> None:
+        self._options = options
+        self._deadline = deadline
+        self._window_start = time.monotonic()
+        self._window_bytes = 0
+
+    def check(self, n: int) -> None:
+        now = time.monotonic()
+        if now > self._deadline:
+            raise _OutOfTime(f"--deadline of {self._options.deadline:g} s reached")
+        self._window_bytes += n
+        elapsed = now - self._window_start
+        if elapsed >= self._options.timeout:
+            rate = self._window_bytes / elapsed
+            if rate < self._options.min_rate:
+                raise _TooSlow(
+                    f"{rate:.0f} bytes/s over {elapsed:.0f} s, below --min-rate {self._options.min_rate:g}"
+                )
+            self._window_start, self._window_bytes = now, 0
 
 
 class Fetcher:
     """Brings files to their final names, each verified; one per run, shared by its concurrent files."""
 
-    def __init__(self, options: DownloadOptions, session: Any, pool: Executor, progress: Progress) -> None:
+    def __init__(self, options: FetchOptions, session: Any, pool: Executor, progress: Progress) -> None:
         self.options = options
         self._session = session
         self._pool = pool
         self._progress = progress
         self._sized: set[str] = set()
+        #: network bytes each file took in this run (whether it ended verified or not)
+        self.received: dict[str, int] = {}
 
     async def fetch(self, spec: FileSpec, final: str) -> int:
-        """Bring ``spec`` to ``final``; the bytes taken from the network (or copied); FetchFailed."""
+        """Bring ``spec`` to ``final``; the bytes taken from the network (or copied); FetchFailed.
+
+        Whatever the outcome, ``received[spec.path]`` then says how many bytes the file took."""
         loop = asyncio.get_running_loop()
         os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
         if not is_url(spec.source):
@@ -229,21 +343,36 @@ class Fetcher:
         partial = Partial(final, spec.identity)
         held = await loop.run_in_executor(self._pool, partial.open)
         self._progress.advance(held)
-        failures = restarts = 0
+        tries = _Tries(deadline=time.monotonic() + self.options.deadline, best=held)
+        try:
+            return await self._fetch(spec, partial, held, tries)
+        except _OutOfTime as e:
+            now = partial.held()
+            if not now:
+                raise FetchFailed(str(e)) from None
+            kept = "kept for the next run" if os.path.exists(partial.side) else "not kept"
+            raise FetchFailed(f"{e} with {now:,} of {spec.size or '?'} bytes held ({kept})") from None
+        finally:
+            self.received[spec.path] = tries.received
+
+    async def _fetch(self, spec: FileSpec, partial: Partial, held: int, tries: _Tries) -> int:
+        """The attempt loop: at most ``--attempts`` in a row without progress, at most MAX_RESTARTS
+        starts from byte 0 (a ``200`` to a ranged request is one), nothing after ``--deadline``."""
         resumed_badly = False
-        received = [0]  # network bytes of this file, over all attempts
+        block = self.options.block_size
         while True:
+            if time.monotonic() > tries.deadline:
+                raise _OutOfTime(f"--deadline of {self.options.deadline:g} s reached")
             have = partial.held()
             if have != held:
                 self._progress.advance(have - held)
             held = have
-            before = received[0]
             try:
-                digest, size = await self._attempt(spec, partial, have, received)
+                digest, size = await self._attempt(spec, partial, have, tries)
                 held = size
                 if (spec.size is None or size == spec.size) and digest == spec.digest:
                     partial.commit()
-                    return received[0]
+                    return tries.received
                 reason = (
                     f"size {size} != manifest's {spec.size}"
                     if spec.size is not None and size != spec.size
@@ -257,23 +386,25 @@ class Fetcher:
             except _Restart as e:
                 # A restart needs no backoff (the server answered); its own bound keeps a host that
                 # rejects every resume from looping.
-                restarts += 1
-                if restarts > MAX_RESTARTS:
-                    partial.restart()
-                    raise FetchFailed(f"{e} (restarted {MAX_RESTARTS} times)") from None
                 partial.restart()
+                tries.restart(str(e))
             except _Retry as e:
-                if received[0] - before >= self.options.block_size:
-                    failures = 0  # progress was made: the bound is on attempts that get nowhere
-                failures += 1
-                if failures >= self.options.attempts:
-                    raise FetchFailed(f"{e} (gave up after {failures} attempts)") from None
-                await asyncio.sleep(backoff(self.options, failures, e.retry_after))
+                # Progress is the prefix held passing its longest yet by a block: bytes that only
+                # replace what was held before (a host that ignores Range) are none.
+                now = partial.held()
+                if now >= tries.best + block:
+                    tries.failures = 0
+                tries.best = max(tries.best, now)
+                tries.failures += 1
+                if tries.failures >= self.options.attempts:
+                    raise FetchFailed(f"{e} (gave up after {tries.failures} attempts)") from None
+                wait = backoff(self.options, tries.failures, e.retry_after)
+                if time.monotonic() + wait > tries.deadline:
+                    raise _OutOfTime(f"{e}; --deadline of {self.options.deadline:g} s reached") from None
+                await asyncio.sleep(wait)
 
-    async def _attempt(
-        self, spec: FileSpec, partial: Partial, have: int, received: list[int]
-    ) -> tuple[str, int]:
-        """One request: (digest, size on disk); raises _Retry/_Restart/FetchFailed; counts ``received``."""
+    async def _attempt(self, spec: FileSpec, partial: Partial, have: int, tries: _Tries) -> tuple[str, int]:
+        """One request: (digest, size on disk); raises _Retry/_Restart/FetchFailed; counts what it received."""
         import aiohttp
 
         loop = asyncio.get_running_loop()
@@ -289,14 +420,14 @@ class Fetcher:
                 headers["If-Range"] = partial.validator
         try:
             async with self._session.get(spec.source, headers=headers) as resp:
-                offset, total = self._check_answer(spec, resp, have)
+                offset, total = self._check_answer(spec, resp, have, tries)
                 validator = resp.headers.get("ETag", "")
                 if not validator or validator.startswith("W/"):
                     validator = resp.headers.get("Last-Modified", "")
                 if spec.size is None and total is not None and spec.path not in self._sized:
                     self._sized.add(spec.path)
                     self._progress.adjust_total(total)
-                return await self._stream(spec, partial, resp, have, offset, total, validator, received)
+                return await self._stream(spec, partial, resp, have, offset, total, validator, tries)
         except (_Retry, _Restart, FetchFailed):
             raise
         except asyncio.TimeoutError:
@@ -307,7 +438,7 @@ class Fetcher:
             raise _Retry(f"connection lost: {type(e).__name__}: {e}".rstrip(": ")) from None
 
     @staticmethod
-    def _check_answer(spec: FileSpec, resp: Any, have: int) -> tuple[int, int | None]:
+    def _check_answer(spec: FileSpec, resp: Any, have: int, tries: _Tries) -> tuple[int, int | None]:
         """(the offset the body starts at, the file's total size if known), or why the answer is wrong."""
         status = resp.status
         if status in RETRY_STATUSES:
@@ -326,6 +457,8 @@ class Fetcher:
             if total is not None and spec.size is not None and total != spec.size:
                 raise FetchFailed(f"server's file has {total} bytes, the manifest says {spec.size}")
         elif status == 200:
+            if have:  # the whole file again: a restart, counted as one (the partial is kept till then)
+                tries.restart(f"server answered a request for bytes {have}- with the whole file (HTTP 200)")
             offset, total = 0, None
         else:
             raise FetchFailed(f"HTTP {status} {resp.reason} from {spec.source}")
@@ -355,7 +488,7 @@ class Fetcher:
         offset: int,
         total: int | None,
         validator: str,
-        received: list[int],
+        tries: _Tries,
     ) -> tuple[str, int]:
         """The body into the partial from ``offset``, through a BlockSink; (digest, size on disk)."""
         import aiohttp
@@ -375,6 +508,7 @@ class Fetcher:
             sink = BlockSink(self._pool, fd, offset, hasher, block, self._progress.advance)
             room = None if total is None else total - offset
             sniff = not spec.path.lower().endswith(HTML_SUFFIXES)
+            pace = Pace(self.options, tries.deadline)
             try:
                 readchunk = resp.content.readchunk
                 while True:
@@ -389,8 +523,12 @@ class Fetcher:
                             raise FetchFailed("server sent an HTML page where the file's bytes were expected")
                     if room is not None and sink.received + len(data) > room:
                         raise FetchFailed(f"server sent more than the file's {total} bytes")
-                    received[0] += len(data)
+                    tries.received += len(data)
                     await sink.add(data)
+                    pace.check(len(data))
+            except (_TooSlow, _OutOfTime):
+                await sink.close()  # the prefix so far is good: kept for the next attempt or run
+                raise
             except (
                 aiohttp.ClientPayloadError,
                 aiohttp.ClientConnectionError,
@@ -402,7 +540,7 @@ class Fetcher:
                 tail = _salvage(resp.content)
                 html = sniff and looks_like_html(tail[:64])
                 if tail and not html and (room is None or sink.received + len(tail) <= room):
-                    received[0] += len(tail)
+                    tries.received += len(tail)
                     await sink.add(tail)
                 await sink.close()
                 raise
@@ -434,7 +572,8 @@ class Fetcher:
 
     def _copy_local(self, spec: FileSpec, final: str) -> int:
         """A local release is "downloaded" by a verified copy: the same rules, no network."""
-        part = final + ".part"
+        part = final + PART_SUFFIX
+        remove(part)  # never written through: what is there (a link, say) is replaced, not followed
         try:
             size = os.path.getsize(spec.source)
         except OSError as e:

@@ -31,11 +31,21 @@ SIZES_FILE = "sizes.json"
 #: it is an interrupted release of that name, which the next run may overwrite.
 INCOMPLETE_MARKER = ".release-incomplete"
 #: What ``imagenet-captions download`` writes in its ``--out`` beside the release: its record of verified
-#: files, and each unfinished file's bytes and sidecar. A release may not publish these names.
+#: files, each unfinished file's bytes and sidecar, and its lock. A release may not publish these names.
 DOWNLOAD_STATE_FILE = ".download-state.json"
 PART_SUFFIX = ".part"
 SIDECAR_SUFFIX = ".part.json"
-RESERVED_NAMES = (MANIFEST_FILE, DOWNLOAD_STATE_FILE)
+#: ``locks.LOCK_FILE``, spelt out: this module is read by floors below ``locks`` (a test keeps them equal)
+DOWNLOAD_LOCK_FILE = ".lock"
+RESERVED_NAMES = (MANIFEST_FILE, DOWNLOAD_STATE_FILE, DOWNLOAD_LOCK_FILE)
+#: The deepest nesting of arrays and objects a reader accepts. A manifest needs 4; Python's json
+#: parser recurses once per level and fails with a RecursionError on a few thousand, which a
+#: hostile or broken file can hold in a few kilobytes.
+MAX_NESTING = 64
+#: a JSON string (escapes included): what :func:`nests_deeper_than` skips
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_OPENERS = frozenset(b"[{")
 
 VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -74,6 +84,52 @@ def write_manifest(release_dir: str, manifest: dict[str, Any]) -> None:
     write_atomic(os.path.join(release_dir, MANIFEST_FILE), manifest_bytes(manifest))
 
 
+def nests_deeper_than(data: bytes, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` deep in a JSON text (brackets inside
+    strings not counted). Counted on the bytes, without recursion, so it can run before the parser."""
+    depth = 0
+    for c in _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        if c in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def parse_json_object(data: bytes, name: str) -> dict[str, Any]:
+    """The JSON object in ``data``, or a UsageError of one line naming ``name``.
+
+    Every reader of a manifest (or any JSON file a command was pointed at) comes through here, so that
+    none of them meets a list where it expects an object (an AttributeError halfway) or a nesting
+    that exhausts the stack (a RecursionError)."""
+    if nests_deeper_than(data, MAX_NESTING):
+        raise UsageError(f"{name} is nested more than {MAX_NESTING} levels deep: not a file this tool writes")
+    try:
+        value = json.loads(data)
+    except RecursionError:  # the check above should make this unreachable; a traceback must not be
+        raise UsageError(f"{name} is nested too deeply to read") from None
+    except ValueError as e:  # bad UTF-8 included
+        raise UsageError(f"{name} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{name} is not a JSON object")
+    return value
+
+
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """The JSON object in the file ``path``, or a UsageError of one line (``what`` says what a missing
+    file means, e.g. "not a complete release")."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist: {what}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    return parse_json_object(data, path)
+
+
 def read_manifest(release_dir_or_file: str) -> dict[str, Any]:
     """The manifest of a release folder (or the file itself); UsageError when it is not one we can read.
 
@@ -83,13 +139,7 @@ def read_manifest(release_dir_or_file: str) -> dict[str, Any]:
     path = release_dir_or_file
     if os.path.isdir(path):
         path = os.path.join(path, MANIFEST_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist: not a complete release") from None
-    except ValueError as e:
-        raise UsageError(f"{path} is not JSON: {e}") from None
+    manifest = read_json_object(path, "not a complete release")
     problems = check_manifest(manifest)
     if problems:
         raise UsageError(f"{path} is not a release manifest: {problems[0]}")

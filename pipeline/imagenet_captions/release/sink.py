@@ -100,12 +100,19 @@ class BlockSink:
         await self._settle()
 
     async def _settle(self) -> None:
-        """Wait for both jobs of the last block; a failure (a full disk) is raised once both ended."""
-        jobs, self._jobs = self._jobs, []
-        if jobs:
-            await asyncio.wait([asyncio.wrap_future(j) for j in jobs])
-            for j in jobs:
-                j.result()
+        """Wait for both jobs of the last block; a failure (a full disk) is raised once both ended.
+
+        The jobs stay listed until they have ended, so that ``abandon`` (after a cancellation here)
+        still waits for them before the file is closed under them."""
+        if not self._jobs:
+            return
+        waited = [asyncio.wrap_future(j) for j in self._jobs]
+        await asyncio.wait(waited)
+        self._jobs = []
+        errors = [w.exception() for w in waited]  # each one retrieved: none is logged as forgotten
+        for e in errors:
+            if e is not None:
+                raise e
 
     def abandon(self) -> None:
         """Wait, blocking, for the jobs in flight and drop what is buffered: the caller is failing

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 from typing import Any
 
@@ -34,10 +35,18 @@ def remove(*paths: str) -> None:
 
 
 def _read_json(path: str) -> Any:
+    """The JSON in a regular file at ``path``, or None: never through a symlink (which the downloader
+    never makes), never blocking on a FIFO, and never a RecursionError."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            return json.loads(f.read())
+    except (OSError, ValueError, RecursionError):
         return None
 
 
@@ -66,7 +75,7 @@ class Partial:
 
     def held(self) -> int:
         try:
-            return os.path.getsize(self.part)
+            return os.lstat(self.part).st_size
         except FileNotFoundError:
             return 0
 
@@ -100,6 +109,8 @@ class VerifiedState:
             data["files"] if isinstance(data, dict) and isinstance(data.get("files"), dict) else {}
         )
         self._saved = time.monotonic()
+        #: why the record could not be written, if it could not (a full disk): the caller says so
+        self.unsaved: OSError | None = None
 
     @staticmethod
     def _record(digest: str, st: os.stat_result) -> dict[str, Any]:
@@ -118,5 +129,12 @@ class VerifiedState:
         self.files.pop(path, None)
 
     def save(self) -> None:
+        """Write the record; a failure is kept in ``unsaved`` rather than raised, since the files
+        themselves are verified and a run without the record only costs the next run a re-hash."""
         self._saved = time.monotonic()
-        write_json_atomic(self.path, {"tool": f"imagenet-captions {__version__}", "files": self.files})
+        try:
+            write_json_atomic(self.path, {"tool": f"imagenet-captions {__version__}", "files": self.files})
+        except OSError as e:
+            self.unsaved = e
+        else:
+            self.unsaved = None

@@ -16,7 +16,11 @@ What it does:
 - faults, each for ``times`` requests of one path: ``cut`` (drop the connection after ``after`` body
   bytes), ``status`` (answer ``status``, with ``Retry-After`` if given), ``ignore_range`` (the whole
   file with ``200`` to a ranged request), ``html`` (an HTML error page with status 200),
-  ``wrong_length`` (a ``Content-Length`` off by ``delta``); and a throttle in bytes per second.
+  ``wrong_length`` (a ``Content-Length`` off by ``delta``), ``cut_whole`` (the whole file with ``200``
+  whatever the ``Range``, dropped after ``after`` bytes: a host without Range support that always
+  fails at the same point), ``trickle`` (``after`` bytes every ``every`` seconds), ``chunked`` (no
+  ``Content-Length``: chunked transfer encoding), ``redirect_loop`` (``302`` to the same URL); and a
+  throttle in bytes per second.
 
 Bodies without a fault or throttle go out through aiohttp's ``FileResponse`` (sendfile), so the host
 is not what limits a throughput benchmark; their byte count is the body length once sent whole.
@@ -43,7 +47,17 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-FaultKind = Literal["cut", "status", "ignore_range", "html", "wrong_length"]
+FaultKind = Literal[
+    "cut",
+    "status",
+    "ignore_range",
+    "html",
+    "wrong_length",
+    "cut_whole",
+    "trickle",
+    "chunked",
+    "redirect_loop",
+]
 #: write granularity of the hand-written (faulted or throttled) bodies; what can be in flight at a kill
 PIECE = 64 * 1024
 HTML_PAGE = (
@@ -62,6 +76,7 @@ class Fault:
     status: int = 500
     retry_after: str | None = None
     delta: int = 1
+    every: float = 0.05
 
 
 @dataclass
@@ -286,6 +301,9 @@ class StaticHost:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             self._record(RequestRecord(rel, range_header, fault.status, 0, started, fault_name))
             return web.Response(status=fault.status, headers=headers, text=f"injected {fault.status}\n")
+        if fault and fault.kind == "redirect_loop":
+            self._record(RequestRecord(rel, range_header, 302, 0, started, fault_name))
+            raise web.HTTPFound(request.path_qs)
         if fault and fault.kind == "html":
             self._record(RequestRecord(rel, range_header, 200, len(HTML_PAGE), started, fault_name))
             return web.Response(status=200, body=HTML_PAGE, content_type="text/html")
@@ -296,7 +314,7 @@ class StaticHost:
         if_range = request.headers.get("If-Range")
         if rng is not None and if_range is not None and not self._if_range_holds(if_range, st):
             rng = None  # the file changed since the client's partial: the whole file
-        if fault and fault.kind == "ignore_range":
+        if fault and fault.kind in ("ignore_range", "cut_whole"):
             rng = None
         if rng == "bad":
             self._record(RequestRecord(rel, range_header, 416, 0, started, fault_name))
@@ -328,10 +346,11 @@ class StaticHost:
         if status == 206:
             resp.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         declared = length + (fault.delta if fault and fault.kind == "wrong_length" else 0)
-        resp.content_length = declared
+        if not (fault and fault.kind == "chunked"):
+            resp.content_length = declared
         await resp.prepare(request)
         limit = length
-        if fault and fault.kind == "cut":
+        if fault and fault.kind in ("cut", "cut_whole"):
             limit = min(length, fault.after)
         if fault and fault.kind == "wrong_length":
             limit = min(length, declared)
@@ -341,13 +360,17 @@ class StaticHost:
             if request.method != "HEAD":
                 with open(target, "rb") as f:
                     f.seek(start)
+                    trickle = fault is not None and fault.kind == "trickle"
+                    piece = fault.after if fault and trickle else PIECE if self.throttle else 1 << 20
                     while sent < limit:
-                        data = f.read(min(PIECE if self.throttle else 1 << 20, limit - sent))
+                        data = f.read(min(piece, limit - sent))
                         if not data:
                             break
                         await resp.write(data)
                         sent += len(data)
-                        if self.throttle:
+                        if trickle and fault is not None:
+                            await asyncio.sleep(fault.every)
+                        elif self.throttle:
                             ahead = t0 + sent / self.throttle - time.monotonic()
                             if ahead > 0:
                                 await asyncio.sleep(ahead)
@@ -358,7 +381,7 @@ class StaticHost:
             self._record(RequestRecord(rel, range_header, status, sent, started, "client gone"))
             raise
         self._record(RequestRecord(rel, range_header, status, sent, started, fault_name))
-        if fault and fault.kind in ("cut", "wrong_length") and sent < declared:
+        if fault and fault.kind in ("cut", "cut_whole", "wrong_length") and sent < declared:
             # Drop the connection with the body unfinished, as a reset or a crashed proxy would.
             if request.transport is not None:
                 request.transport.abort()
