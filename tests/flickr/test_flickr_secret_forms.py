@@ -233,12 +233,13 @@ def test_a_stored_answer_holds_no_key_in_its_bytes_or_once_parsed() -> None:
 
 
 def test_an_answer_too_deep_or_with_a_code_beyond_int32_is_retried_not_a_crash() -> None:
-    """json.loads raised RecursionError (the harvest failed); a code beyond the store's int32 column
-    failed the compaction."""
+    """json.loads raised RecursionError, or ValueError on a number of 5,000 digits (the harvest
+    failed); a code beyond the store's int32 column failed the compaction."""
     from imagenet_captions.flickr.protocol import Transient, classify_response
 
     r = Redactor([KEY])
     for body in (b'{"stat":"ok","photo":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-                 b'{"stat":"fail","code":99999999999,"message":"x"}'):  # fmt: skip
+                 b'{"stat":"fail","code":99999999999,"message":"x"}',
+                 b'{"stat":"ok","photo":{"id":"5","license":' + b"9" * 5000 + b"}}"):  # fmt: skip
         with pytest.raises(Transient):
             classify_response(5, 200, body, None, r)

@@ -103,3 +103,12 @@ def test_a_text_release_row_whose_key_is_not_an_image_id_is_a_named_drop(tmp_pat
     out = list(source.read(("00000", "captions/00000.parquet")))
     assert [x["key"] for x in out if isinstance(x, dict)] == ["n01440764_7"]
     assert sorted(x.reason for x in out if not isinstance(x, dict)) == ["bad_filename"] * 4 + ["wnid_mismatch"]
+
+
+@pytest.mark.parametrize("photo_id", ["9" * 5000, "99999999999999999999", 2**63, -(2**63) - 1, 1.5e300, float("inf"), True])
+def test_a_photo_id_the_records_cannot_hold_is_none_not_a_crash(photo_id: object) -> None:
+    """A record's photo_id is an int64 column: a value beyond it failed the shard writer."""
+    item = {"filename": "n01440764_1.JPEG", "title": "t", "tags": [], "description": "", "wnid": "n01440764",
+            "photo_id": photo_id}  # fmt: skip
+    out = to_raw_record(item)
+    assert isinstance(out, dict) and out["photo_id"] is None

@@ -136,7 +136,8 @@ def classify_response(
     try:
         text = body.decode("utf-8")
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
+    # ValueError besides JSONDecodeError: a number of more than 4,300 digits; RecursionError: nested too deep.
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise Transient("broken JSON body", outcome="bad_json") from None
     if not isinstance(data, dict) or data.get("stat") not in ("ok", "fail"):
         raise Transient("JSON without stat", outcome="bad_json")

@@ -136,7 +136,10 @@ def _encodable(text: str) -> str:
 
 
 def _int_or_none(value: Any) -> int | None:
+    """A photo id as the records' int64 column holds it; None when it is none, or not one (a float's
+    fraction, text, a number beyond int64: the column could not hold it, and the writer would fail)."""
     try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
+        number = None if value is None or isinstance(value, bool) else int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return None
+    return number if number is not None and -(2**63) <= number < 2**63 else None
