@@ -143,7 +143,9 @@ def test_the_digest_is_of_the_terms_not_of_their_order():
 
 
 def test_a_vocabulary_refuses_terms_the_matcher_cannot_hold():
-    with pytest.raises(ValueError, match="spans lines"):
+    with pytest.raises(ValueError, match="multi-line"):
         Vocabulary(("n00000001",), {"n00000001": ("sea\nlion",)})
+    with pytest.raises(ValueError, match="non-UTF-8"):
+        Vocabulary(("n00000001",), {"n00000001": ("li\ud800on",)})
     with pytest.raises(ValueError, match="sorted and unique"):
         Vocabulary(("n00000002", "n00000001"), {"n00000001": ("a",), "n00000002": ("b",)})

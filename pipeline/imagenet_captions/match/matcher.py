@@ -101,7 +101,8 @@ class Matcher:
         if keys is not None:
             if len(keys) != len(captions):
                 raise ValueError(f"match_many: {len(keys)} keys for {len(captions)} captions")
-            out = [o if type(o) is list else o._replace(key=k) for o, k in zip(out, keys, strict=True)]  # type: ignore[union-attr]
+            pairs = zip(out, keys, strict=True)
+            out = [o if type(o) is list else o._replace(key=k) for o, k in pairs]  # type: ignore[union-attr]
         return out
 
     def _batch(self, captions: Sequence[str | None]) -> list[Outcome]:

@@ -46,9 +46,9 @@ class Vocabulary:
             raise ValueError("Vocabulary.terms_of must have exactly one entry per class")
         for wnid, terms in self.terms_of.items():
             for t in terms:
-                if not isinstance(t, str) or not t or t != t.strip() or "\n" in t:
+                if not isinstance(t, str) or not t or t != t.strip() or "\n" in t or not _encodable(t):
                     raise ValueError(
-                        f"Vocabulary: {wnid} has a term that is empty, padded or spans lines: {t!r}"
+                        f"Vocabulary: {wnid} has an empty, padded, multi-line or non-UTF-8 term: {t!r}"
                     )
         object.__setattr__(self, "_labels", {w: i for i, w in enumerate(self.classes)})
 
@@ -79,6 +79,15 @@ class Vocabulary:
             "terms": sum(len(t) for t in self.terms_of.values()),
             "digest": self.digest(),
         }
+
+
+def _encodable(term: str) -> bool:
+    """A lone surrogate is no character: no file yields one, and the automaton cannot hold it."""
+    try:
+        term.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_vocabulary(
