@@ -10,7 +10,7 @@ not this process's CPU time) and per wall second, each block of 4,096 captions t
 
 * baseline: one ``re`` alternation of every escaped term, longest first, between ``\\b`` and ``\\b``,
   ``re.IGNORECASE``, ``findall`` per caption, each match mapped to its classes (Wen et al.'s method,
-  corrected: their one search per term per caption is slower still);
+  corrected);
 * ours: ``Matcher.match_many`` with the default rule and no cleaning (lowering, the boundary test,
   the overlap rule and the outcomes included), then with ``--overlaps all --multiple all``
   (wen2024's modes), then with the text cleaning on (what ``match`` runs by default);
