@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -33,9 +34,12 @@ from imagenet_captions.match.corpus_parquet import OUTPUT_COLUMNS
 from imagenet_captions.outcomes import RECORDS, Drop
 from imagenet_captions.shards.hashfile import HashingReader
 
-#: Field names tried, in order, when ``--text-column`` / ``--url-column`` is not given.
+#: Field names tried, in order, when ``--text-column`` / ``--url-column`` is not given (decided once,
+#: from the first JSON object of the first file, as a Parquet corpus's columns are from its schema).
 TEXT_FIELDS = ("caption", "TEXT", "text", "txt")
 URL_FIELDS = ("url", "URL")
+#: Lines of the first file looked at for its first JSON object.
+PROBE_LINES = 1000
 
 
 def open_text(raw: IO[bytes], path: str) -> IO[bytes]:
@@ -64,6 +68,14 @@ class JsonlCorpus:
         self.schema = pa.schema(
             [pa.field("url", pa.string()), *(pa.field(c, pa.string()) for c in self.keep)]
         )
+        first = _first_object(self.files[0].path)
+        self.text_field = options.text_column or next((f for f in TEXT_FIELDS if f in first), None)
+        if self.text_field is None:
+            raise UsageError(
+                f"--corpus: the first JSON object of {self.files[0].path} has none of the caption fields "
+                f"{', '.join(TEXT_FIELDS)} (its fields: {', '.join(list(first)[:20])}); name one with --text-column"
+            )
+        self.url_field = options.url_column or next((f for f in URL_FIELDS if f in first), URL_FIELDS[0])
 
     def rows(self) -> None:
         return None
@@ -85,13 +97,26 @@ class JsonlCorpus:
             yield FileDigest(part, *hashed.finish())
 
 
+def _first_object(path: str) -> dict[str, Any]:
+    """The first line of ``path`` that is a JSON object (empty when the first lines hold none)."""
+    with fsio.open_read(path) as raw, open_text(raw, path) as f:
+        for line in itertools.islice(f, PROBE_LINES):
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    return {}
+
+
 class _Rows:
     """Rows gathered into batches of :data:`BATCH_ROWS`."""
 
     def __init__(self, corpus: JsonlCorpus, part: int, prefix: str, path: str):
         self.c, self.part, self.prefix, self.path = corpus, part, prefix, path
         o = corpus.options
-        self.text, self.url, self.key_field = o.text_column, o.url_column, o.key_column
+        self.text, self.url, self.key_field = corpus.text_field, corpus.url_field, o.key_column
         self._reset()
 
     def _reset(self) -> None:
@@ -125,7 +150,7 @@ class _Rows:
             yield from self.flush()
 
     def _row(self, line: int, obj: dict[str, Any], where: str) -> None:
-        text = self.text or next((f for f in TEXT_FIELDS if f in obj), TEXT_FIELDS[0])
+        text = self.text
         caption = obj.get(text)
         if self.key_field is not None:
             k = obj.get(self.key_field)
@@ -148,8 +173,7 @@ class _Rows:
         self.index.append(line)
         if self.keys is not None:
             self.keys.append(self._key(line, obj))
-        url_field = self.url or next((f for f in URL_FIELDS if f in obj), None)
-        url = obj.get(url_field) if url_field else None
+        url = obj.get(self.url)
         self.urls.append(url if isinstance(url, str) else json_value(url))
         for column, name in zip(self.kept, self.c.keep, strict=True):
             column.append(json_value(obj.get(name)))

@@ -181,13 +181,12 @@ class ParquetCorpus:
         if self._binary[fi]:
             captions, keep_rows, drops = _decode(captions, keys, prefix, first_row, path)
         if keys is not None:
-            bad = [i for i, k in enumerate(keys) if not k]
+            rows = keep_rows if keep_rows is not None else range(n)
+            bad = {i for i in rows if not keys[i]}
             if bad:
-                gone = set(bad)
-                where = f"{path} row {{}}"
-                drops += [Drop(RECORDS, "bad_key", where.format(first_row + i), "no key") for i in bad]
-                keep_rows = [i for i in (keep_rows if keep_rows is not None else range(n)) if i not in gone]
-                drops.sort(key=lambda d: d.key)
+                name = fsio.basename(path)
+                drops += [Drop(RECORDS, "bad_key", f"{name} row {first_row + i}", "no key") for i in sorted(bad)]
+                keep_rows = [i for i in rows if i not in bad]
         columns = []
         if self.url_column:
             if self.url_column in rb.schema.names:
@@ -225,21 +224,17 @@ def _empty(n: int) -> pa.Table:
 def _decode(
     values: list[Any], keys: list[str | None] | None, prefix: str, first_row: int, path: str
 ) -> tuple[list[str | None], list[int], list[Drop]]:
-    """A binary caption column as text: a value that is not UTF-8 is ``caption_not_text``."""
+    """A binary caption column as text, row for row (a row that is not UTF-8 is None there), the rows
+    that decoded, and a ``caption_not_text`` Drop for each that did not."""
     captions: list[str | None] = []
     rows: list[int] = []
     drops: list[Drop] = []
     for i, v in enumerate(values):
-        if v is None:
-            captions.append(None)
-            rows.append(i)
-            continue
         try:
-            captions.append(v.decode("utf-8"))
+            captions.append(None if v is None else v.decode("utf-8"))
             rows.append(i)
         except UnicodeDecodeError as e:
+            captions.append(None)
             key = (keys[i] if keys is not None else None) or f"{prefix}{first_row + i:09d}"
-            drops.append(
-                Drop(RECORDS, "caption_not_text", key, f"{path}: not UTF-8 ({e.reason} at byte {e.start})")
-            )
+            drops.append(Drop(RECORDS, "caption_not_text", key, f"{path}: not UTF-8 ({e.reason} at byte {e.start})"))
     return captions, rows, drops
