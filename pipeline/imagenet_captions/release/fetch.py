@@ -560,7 +560,8 @@ class Fetcher:
     def _open_part(partial: Partial, offset: int, validator: str, resumable: bool) -> int:
         """The partial, cut to ``offset``, then claimed for ``validator``: in that order, so a crash
         between the two never leaves another version's bytes under this version's name."""
-        fd = os.open(partial.part, os.O_WRONLY | os.O_CREAT, 0o644)
+        # Never through a link (the manifest check refuses one; this holds if one appears since).
+        fd = os.open(partial.part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             os.ftruncate(fd, offset)
             if resumable:
