@@ -45,7 +45,9 @@ def test_gpu_decode_never_writes_memory_the_stream_still_reads() -> None:
 def test_heads_are_fp32_under_bf16_autocast_on_the_gpu() -> None:
     torch.manual_seed(0)
     model = build_model(model_config("ce-tiny")).eval().cuda()
-    loaded = LoadedModel("classifier", model, None, {}, wnids(), {}, torch.device("cuda"), "imagenet-captions")
+    loaded = LoadedModel(
+        "classifier", model, None, {}, wnids(), {}, torch.device("cuda"), "imagenet-captions"
+    )
     images = torch.randn(16, 3, 32, 32, device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):
         logits = Head(loaded)(images)
