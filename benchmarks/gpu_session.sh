@@ -14,6 +14,7 @@
 #
 # GPU_SESSION_BUDGET (seconds, default 230) bounds the whole script; the bench gets what the tests
 # leave, less a margin. Only the wheels whose distribution the machine lacks are installed.
+# GPU_SESSION_TESTS=0 or GPU_SESSION_BENCH=0 leaves that step out (a rerun of the other alone).
 set -u
 
 SMOKE=0
@@ -85,6 +86,7 @@ fi
 emit imports rc=$? checked="open_clip webdataset open_clip_train.main pytest"
 
 # -- the CUDA tests -------------------------------------------------------------------------------------
+run_cuda_tests() {
 TESTS="tests/train/test_train_cuda.py tests/eval/test_eval_cuda.py
   tests/eval/test_eval_inference.py::test_cuda_path_decodes_on_the_gpu_and_gives_the_same_accuracies"
 timeout -s TERM 90 "$PY" -m pytest -q -p no:cacheprovider -o addopts= $TESTS \
@@ -107,10 +109,18 @@ except Exception as e:  # no report: the log says why
 PYEOF
 )
 emit cuda_tests rc=$RC result="$SUMMARY" tail="$(tail -c 600 "$OUT/cuda_tests.log" | tr '\n' ' ')"
+}
+if [ "${GPU_SESSION_TESTS:-1}" = 0 ]; then
+  emit cuda_tests skipped="GPU_SESSION_TESTS=0"
+else
+  run_cuda_tests
+fi
 
 # -- the bench, in what is left ------------------------------------------------------------------------
 LEFT=$((BUDGET - $(elapsed) - 10))
-if [ "$LEFT" -lt 60 ]; then
+if [ "${GPU_SESSION_BENCH:-1}" = 0 ]; then
+  emit bench skipped="GPU_SESSION_BENCH=0"
+elif [ "$LEFT" -lt 60 ]; then
   emit bench skipped="only ${LEFT}s left of ${BUDGET}s"
 else
   ARGS=(--out "$OUT" --budget "$LEFT")
