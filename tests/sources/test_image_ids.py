@@ -15,6 +15,7 @@ import pytest
 from imagenet_captions.classes import WNID_RE, is_wnid, parse_image_id
 from imagenet_captions.flickr.store import JournalWriter, StoredAnswer
 from imagenet_captions.flickr.urls import parse_line
+from imagenet_captions.outcomes import Drop
 from imagenet_captions.sources.release import to_raw_record
 from imagenet_captions.sources.responses import ResponsesSource
 
@@ -101,8 +102,9 @@ def test_a_text_release_row_whose_key_is_not_an_image_id_is_a_named_drop(tmp_pat
     source.path, source.num_shards = str(tmp_path), 1
     assert layout.shard_of("n01440764_7", 1) == 0
     out = list(source.read(("00000", "captions/00000.parquet")))
-    assert [x["key"] for x in out if isinstance(x, dict)] == ["n01440764_7"]
-    assert sorted(x.reason for x in out if not isinstance(x, dict)) == ["bad_filename"] * 4 + ["wnid_mismatch"]
+    kept = [getattr(x, "record", x) for x in out if not isinstance(x, Drop)]  # a row, as a dict or published
+    assert [r["key"] for r in kept] == ["n01440764_7"]
+    assert sorted(x.reason for x in out if isinstance(x, Drop)) == ["bad_filename"] * 4 + ["wnid_mismatch"]
 
 
 @pytest.mark.parametrize("photo_id", ["9" * 5000, "99999999999999999999", 2**63, -(2**63) - 1, 1.5e300, float("inf"), True])
