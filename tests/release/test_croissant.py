@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from imagenet_captions import manifest as mf
 from imagenet_captions.release import croissant
-from imagenet_captions.release import manifest as mf
 
 mlc = pytest.importorskip("mlcroissant")
 

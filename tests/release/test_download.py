@@ -510,7 +510,7 @@ def test_block_sink_writes_a_prefix_in_order_and_hashes_it(tmp_path):
     [[], {"files": 5}, {"files": ["x"]}, {"files": [{"path": 3}]}, {"shards": []}, {"shards": {"a": 1}}],
 )
 def test_any_json_is_refused_with_reasons_never_an_exception(bad):
-    from imagenet_captions.release.manifest import check_manifest
+    from imagenet_captions.manifest import check_manifest
 
     base = manifest_for({"README.md": b"x"})
     manifest = bad if isinstance(bad, list) else {**base, **bad}

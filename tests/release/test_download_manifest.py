@@ -21,7 +21,7 @@ from download_helpers import manifest_for, run_download, write_release
 
 from imagenet_captions import cli
 from imagenet_captions.errors import UsageError
-from imagenet_captions.release.manifest import MAX_NESTING, read_manifest
+from imagenet_captions.manifest import MAX_NESTING, read_manifest
 from imagenet_captions.testing.static_host import Fault, StaticHost
 
 FAST = ("--backoff", "0.01", "--backoff-max", "0.05")

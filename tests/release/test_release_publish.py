@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from imagenet_captions import __version__
+from imagenet_captions import manifest as mf
 from imagenet_captions.cli import main
 from imagenet_captions.errors import UsageError
 from imagenet_captions.release import card, publish
-from imagenet_captions.release import manifest as mf
 from imagenet_captions.release.publish import ReleaseOptions, make_release
 
 

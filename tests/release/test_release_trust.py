@@ -202,7 +202,7 @@ def test_an_out_under_a_file_is_one_line(text_build, tmp_path, capsys):
 def test_a_release_killed_mid_write_is_finished_by_the_next_run(text_build, tmp_path):
     """``kill -9`` during a copy leaves the atomic writer's temporary files (``<name>.<pid>-<hex>.tmp``):
     they are the release's own, not someone's files, so the rerun removes them and finishes."""
-    from imagenet_captions.release import manifest as mf
+    from imagenet_captions import manifest as mf
     from imagenet_captions.release.publish import ReleaseOptions, make_release
 
     build = _copy(text_build, tmp_path)

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from imagenet_captions.classes import class_index
-from imagenet_captions.release.manifest import CAPTIONS_DIR, SHARDS_DIR
+from imagenet_captions.layout import CAPTIONS_DIR, SHARD_DIR
 
 IMAGENET_TERMS_URL = "https://image-net.org/download.php"
 PAPER_URL = "https://arxiv.org/abs/2205.01397"
@@ -291,9 +291,9 @@ def _loading_section(manifest: dict[str, Any]) -> str:
             "with webdataset or with 🤗 datasets' webdataset builder (the card's config names the Parquet "
             "files only: `datasets` chooses one builder for all of a repository's configs):\n\n```python\n"
             "import glob\nimport webdataset as wds\nfrom datasets import load_dataset\n\n"
-            f'tars = sorted(glob.glob("<release>/{SHARDS_DIR}/*.tar"))\n'
+            f'tars = sorted(glob.glob("<release>/{SHARD_DIR}/*.tar"))\n'
             'samples = wds.WebDataset(tars, shardshuffle=False).decode("pil")\n'
-            f'ds = load_dataset("webdataset", data_files="<release>/{SHARDS_DIR}/*.tar", split="train")\n```'
+            f'ds = load_dataset("webdataset", data_files="<release>/{SHARD_DIR}/*.tar", split="train")\n```'
         )
     return "\n\n".join(parts)
 
@@ -308,7 +308,7 @@ def render_card(
     n_shards = len(manifest["shards"])
     tars = [s["tar"] for s in manifest["shards"].values() if s.get("tar")]
     images_note = (
-        f"**This release includes the image shards** (`{SHARDS_DIR}/*.tar`, WebDataset). {IMAGES_WARNING}"
+        f"**This release includes the image shards** (`{SHARD_DIR}/*.tar`, WebDataset). {IMAGES_WARNING}"
         if manifest["with_images"]
         else (
             f"The image shards are not included; their sha256 sums are in `manifest.json`, so a rebuild "

@@ -17,8 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from imagenet_captions.layout import CAPTIONS_DIR, SHARD_DIR
 from imagenet_captions.release.card import BIBTEX, IMAGENET_TERMS_URL, FieldDoc
-from imagenet_captions.release.manifest import CAPTIONS_DIR, SHARDS_DIR
 
 #: The authors of ImageNet-Captions (Fang et al. 2022), the dataset's creators.
 AUTHORS = (
@@ -154,7 +154,7 @@ def croissant_metadata(
         if tar and tar.get("published"):
             distribution.append(
                 _file_object(
-                    f"{SHARDS_DIR}/{tar['name']}",
+                    f"{SHARD_DIR}/{tar['name']}",
                     tar,
                     TAR_FORMAT,
                     f"Shard {stem}: {shard['samples']} WebDataset samples (jpg, txt, json, cls).",

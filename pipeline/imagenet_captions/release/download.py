@@ -40,6 +40,13 @@ from typing import Any
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import atomic_write
 from imagenet_captions.locks import folder_lock
+from imagenet_captions.manifest import (
+    MANIFEST_FILE,
+    PART_SUFFIX,
+    SIDECAR_SUFFIX,
+    check_manifest,
+    parse_json_object,
+)
 from imagenet_captions.release import official as official_release
 from imagenet_captions.release.fetch import (
     Fetcher,
@@ -49,13 +56,6 @@ from imagenet_captions.release.fetch import (
     fetch_manifest,
     is_url,
     open_session,
-)
-from imagenet_captions.release.manifest import (
-    MANIFEST_FILE,
-    PART_SUFFIX,
-    SIDECAR_SUFFIX,
-    check_manifest,
-    parse_json_object,
 )
 from imagenet_captions.release.progress import Progress
 from imagenet_captions.release.state import VerifiedState

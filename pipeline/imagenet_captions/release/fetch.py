@@ -39,8 +39,8 @@ from typing import Any, Protocol
 from imagenet_captions import __version__
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import sha256_file
+from imagenet_captions.manifest import PART_SUFFIX
 from imagenet_captions.release import official
-from imagenet_captions.release.manifest import PART_SUFFIX
 from imagenet_captions.release.progress import Progress
 from imagenet_captions.release.sink import BlockSink
 from imagenet_captions.release.state import Partial, remove

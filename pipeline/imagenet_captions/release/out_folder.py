@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 import re
 
-from imagenet_captions import fsio
+from imagenet_captions import fsio, layout
+from imagenet_captions import manifest as mf
 from imagenet_captions.errors import UsageError
-from imagenet_captions.release import manifest as mf
 
 #: What a release writes in each of its sub-folders.
 _ALLOWED = {
-    mf.CAPTIONS_DIR: re.compile(r"^\d{5}\.parquet$"),
-    mf.SHARDS_DIR: re.compile(rf"^(\d{{5}}\.tar|{re.escape(mf.SIZES_FILE)})$"),
+    layout.CAPTIONS_DIR: re.compile(r"^\d{5}\.parquet$"),
+    layout.SHARD_DIR: re.compile(rf"^(\d{{5}}\.tar|{re.escape(layout.SIZES_FILE)})$"),
 }
-_TOP_FILES = (mf.MANIFEST_FILE, mf.CARD_FILE, mf.CROISSANT_FILE, mf.INCOMPLETE_MARKER)
+_TOP_FILES = (layout.MANIFEST_FILE, mf.CARD_FILE, mf.CROISSANT_FILE, mf.INCOMPLETE_MARKER)
 #: The temporary name of an unfinished write (``fsio.temp_path``: ``<name>.<pid>-<hex>.tmp``).
 _TEMP_RE = re.compile(r"(\.\d+-[0-9a-f]+)?\.tmp$")
 
@@ -58,7 +58,7 @@ def prepare_out(out: str, name: str) -> None:
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out} is not writable")
     mf.write_atomic(os.path.join(out, mf.INCOMPLETE_MARKER), name.encode() + b"\n")
-    manifest_path = os.path.join(out, mf.MANIFEST_FILE)
+    manifest_path = os.path.join(out, layout.MANIFEST_FILE)
     if os.path.exists(manifest_path):
         os.remove(manifest_path)
 
@@ -68,7 +68,7 @@ def _previous_release_name(out: str) -> str | None:
     if os.path.isfile(marker):
         with open(marker, encoding="utf-8") as f:
             return f.read().strip()
-    if os.path.isfile(os.path.join(out, mf.MANIFEST_FILE)):
+    if os.path.isfile(os.path.join(out, layout.MANIFEST_FILE)):
         try:
             return mf.read_manifest(out)["name"]
         except UsageError:
@@ -77,7 +77,7 @@ def _previous_release_name(out: str) -> str | None:
 
 
 def _not_release_files(out: str) -> list[str]:
-    allowed_top = {*_TOP_FILES, mf.CAPTIONS_DIR, mf.SHARDS_DIR}
+    allowed_top = {*_TOP_FILES, layout.CAPTIONS_DIR, layout.SHARD_DIR}
     strangers = []
     for name in sorted(os.listdir(out)):
         base = _finished_name(name)
@@ -97,7 +97,7 @@ def remove_stale(out: str, keep: set[str]) -> list[str]:
     removed = [n for n in sorted(os.listdir(out)) if fsio.is_temp(n) and _finished_name(n) in _TOP_FILES]
     for name in removed:
         os.remove(os.path.join(out, name))
-    for sub in (mf.CAPTIONS_DIR, mf.SHARDS_DIR):
+    for sub in (layout.CAPTIONS_DIR, layout.SHARD_DIR):
         folder = os.path.join(out, sub)
         if not os.path.isdir(folder):
             continue

@@ -31,11 +31,11 @@ import pyarrow.parquet as pq
 
 import imagenet_captions
 from imagenet_captions import fsio, layout
+from imagenet_captions import manifest as mf
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import sha256_file
 from imagenet_captions.locks import folder_lock, missing_folders, remove_empty
 from imagenet_captions.release import card, croissant
-from imagenet_captions.release import manifest as mf
 from imagenet_captions.release.build_check import Build, expected_sizes, inspect_build
 from imagenet_captions.release.card_inputs import collect_stats, field_docs
 from imagenet_captions.release.out_folder import discard, prepare_out, remove_stale
@@ -110,9 +110,9 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
     Runs on ``opts.threads`` threads: hashlib and file I/O release the GIL, and the tars are
     gigabytes each in a real build, so hashing is the release's whole cost.
     """
-    os.makedirs(os.path.join(opts.out, mf.CAPTIONS_DIR), exist_ok=True)
+    os.makedirs(os.path.join(opts.out, layout.CAPTIONS_DIR), exist_ok=True)
     if opts.with_images:
-        os.makedirs(os.path.join(opts.out, mf.SHARDS_DIR), exist_ok=True)
+        os.makedirs(os.path.join(opts.out, layout.SHARD_DIR), exist_ok=True)
     stems = sorted(build.manifest["shards"])
     jobs: dict[tuple[str, str], Any] = {}
     with ThreadPoolExecutor(max_workers=opts.threads) as pool:
@@ -120,12 +120,12 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
             jobs[stem, "parquet"] = pool.submit(
                 _copy_and_hash,
                 build.shard_path(f"{stem}.parquet"),
-                os.path.join(opts.out, mf.CAPTIONS_DIR, f"{stem}.parquet"),
+                os.path.join(opts.out, layout.CAPTIONS_DIR, f"{stem}.parquet"),
             )
             if not build.text_only:
                 src = build.shard_path(f"{stem}.tar")
                 jobs[stem, "tar"] = (
-                    pool.submit(_copy_and_hash, src, os.path.join(opts.out, mf.SHARDS_DIR, f"{stem}.tar"))
+                    pool.submit(_copy_and_hash, src, os.path.join(opts.out, layout.SHARD_DIR, f"{stem}.tar"))
                     if opts.with_images
                     else pool.submit(sha256_file, src)
                 )
@@ -137,7 +137,7 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
         digest, size = results[stem, "parquet"]
         entry: dict[str, Any] = {
             "samples": build.manifest["shards"][stem]["written"],
-            "parquet": {"path": f"{mf.CAPTIONS_DIR}/{stem}.parquet", "sha256": digest, "size": size},
+            "parquet": {"path": f"{layout.CAPTIONS_DIR}/{stem}.parquet", "sha256": digest, "size": size},
             "tar": None,
         }
         if not build.text_only:
@@ -150,7 +150,7 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
             }
         shards[stem] = entry
     if opts.with_images:
-        _publish_sizes(build, os.path.join(opts.out, mf.SHARDS_DIR, mf.SIZES_FILE))
+        _publish_sizes(build, os.path.join(opts.out, layout.SHARD_DIR, layout.SIZES_FILE))
     return shards
 
 
@@ -266,11 +266,11 @@ def _make_release(opts: ReleaseOptions) -> dict[str, Any]:
     ]
     if opts.with_images:
         files += [
-            mf.file_entry(f"{mf.SHARDS_DIR}/{s['tar']['name']}", s["tar"]["size"], s["tar"]["sha256"])
+            mf.file_entry(f"{layout.SHARD_DIR}/{s['tar']['name']}", s["tar"]["size"], s["tar"]["sha256"])
             for s in shards.values()
         ]
-        digest, size = sha256_file(os.path.join(opts.out, mf.SHARDS_DIR, mf.SIZES_FILE))
-        files.append(mf.file_entry(f"{mf.SHARDS_DIR}/{mf.SIZES_FILE}", size, digest))
+        digest, size = sha256_file(os.path.join(opts.out, layout.SHARD_DIR, layout.SIZES_FILE))
+        files.append(mf.file_entry(f"{layout.SHARD_DIR}/{layout.SIZES_FILE}", size, digest))
     manifest: dict[str, Any] = {
         "format": mf.FORMAT,
         "format_version": mf.FORMAT_VERSION,

@@ -22,7 +22,7 @@ from typing import Any
 
 from imagenet_captions import __version__
 from imagenet_captions.fsio import write_json_atomic
-from imagenet_captions.release.manifest import DOWNLOAD_STATE_FILE, PART_SUFFIX, SIDECAR_SUFFIX
+from imagenet_captions.manifest import DOWNLOAD_STATE_FILE, PART_SUFFIX, SIDECAR_SUFFIX
 
 #: how often, at most, the verified-state record is rewritten during a run (and always at its end)
 STATE_SAVE_EVERY_S = 2.0

@@ -355,7 +355,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     summary, problems = validate_build(args.out, args.decode)
     if args.against:
-        from imagenet_captions.release.manifest import read_manifest
+        from imagenet_captions.manifest import read_manifest
 
         equal, differ = compare_with_release(args.out, read_manifest(args.against))
         print(f"{equal} of {equal + len(differ)} shards equal to the publisher's ({args.against})")

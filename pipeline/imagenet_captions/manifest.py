@@ -1,4 +1,8 @@
-"""A release's ``manifest.json``: its names, its writer and its reader (the downloader reads it too).
+"""A release's ``manifest.json``: its names, its rules, its writer and its reader.
+
+On the ground floor because every stage that meets a release reads it: ``release`` writes it,
+``download`` and ``validate --against`` check against it, and a ``text-release:`` source rebuilds
+from it. The shared file and folder names come from :mod:`imagenet_captions.layout`.
 
 The manifest is the release's table of contents and its proof: every published file's POSIX
 relative path, size and sha256, the build it came from (shard count, options, counts), and for every
@@ -18,15 +22,12 @@ from typing import Any
 
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import atomic_write, sha256_file
+from imagenet_captions.layout import MANIFEST_FILE, SHARD_DIR
 
-MANIFEST_FILE = "manifest.json"
 FORMAT = "imagenet-captions-release"
 FORMAT_VERSION = 1
 CARD_FILE = "README.md"
 CROISSANT_FILE = "croissant.json"
-CAPTIONS_DIR = "captions"
-SHARDS_DIR = "shards"
-SIZES_FILE = "sizes.json"
 #: Present while a release is being written, removed once the manifest is in place: a folder holding
 #: it is an interrupted release of that name, which the next run may overwrite.
 INCOMPLETE_MARKER = ".release-incomplete"
@@ -180,7 +181,7 @@ def check_manifest(manifest: Any) -> list[str]:
         if where not in listed:
             problems.append(f"shard {stem}: its Parquet file {where!r} is not in files")
         tar = shard.get("tar")
-        if isinstance(tar, dict) and tar.get("published") and f"{SHARDS_DIR}/{tar.get('name')}" not in listed:
+        if isinstance(tar, dict) and tar.get("published") and f"{SHARD_DIR}/{tar.get('name')}" not in listed:
             problems.append(f"shard {stem}: its tar is marked published but is not in files")
     return problems
 
