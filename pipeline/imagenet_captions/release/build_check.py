@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from imagenet_captions import layout
 from imagenet_captions.errors import UsageError
+from imagenet_captions.manifest import MAX_NESTING, nests_deeper_than
 from imagenet_captions.shards.incremental import COMMITS_DIR
 
 _STEM_RE = re.compile(r"^\d{5}$")
@@ -66,10 +67,14 @@ def _check_size(path: str, size: int, want: int) -> None:
 
 def _load_json(path: str, what: str) -> Any:
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist: {what}") from None
+    if nests_deeper_than(data, MAX_NESTING):  # the parser would recurse to a RecursionError
+        raise UsageError(f"{path} is nested more than {MAX_NESTING} levels deep: {what}")
+    try:
+        return json.loads(data)
     except ValueError as e:  # UnicodeDecodeError included
         raise UsageError(f"{path} is not JSON ({e}): {what}") from None
 

@@ -20,6 +20,7 @@ from typing import Any
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
 from imagenet_captions.layout import MANIFEST_FILE, shard_stem
+from imagenet_captions.manifest import MAX_NESTING, nests_deeper_than
 from imagenet_captions.shards.outputs import naming_output
 
 COMMITS_DIR = ".commits"
@@ -59,8 +60,11 @@ def recorded_shards(shard_dir: str) -> tuple[int | None, dict[str, dict[str, Any
 
 def _read_json(path: str) -> Any:
     """The JSON in a file, or None when it is not JSON (cut short, not UTF-8, empty)."""
+    data = fsio.read_bytes(path)
+    if nests_deeper_than(data, MAX_NESTING):  # the parser would recurse to a RecursionError
+        return None
     try:
-        return json.loads(fsio.read_bytes(path))
+        return json.loads(data)
     except ValueError:
         return None
 

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from imagenet_captions import fsio, layout
 from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
+from imagenet_captions.manifest import MAX_NESTING, nests_deeper_than
 from imagenet_captions.shards.hashfile import HashingReader
 
 MAX_PROBLEMS_SHOWN = 50
@@ -192,8 +193,12 @@ def _load_json(path: str, problems: list[str]) -> Any:
     if not fsio.isfile(path):
         problems.append(f"missing {fsio.basename(path)}")
         return None
+    data = fsio.read_bytes(path)
+    if nests_deeper_than(data, MAX_NESTING):  # the parser would recurse to a RecursionError
+        problems.append(f"{fsio.basename(path)} is nested more than {MAX_NESTING} levels deep")
+        return None
     try:
-        return json.loads(fsio.read_bytes(path))
+        return json.loads(data)
     except ValueError as e:  # also bad UTF-8
         problems.append(f"{fsio.basename(path)} is not JSON: {e}")
     return None
