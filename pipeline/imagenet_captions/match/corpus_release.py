@@ -2,9 +2,9 @@
 
 The rows come from the build's own metadata sources (:func:`imagenet_captions.sources.open_source`),
 so they are read, checked and dropped exactly as ``build`` reads them (``malformed_record``,
-``bad_filename``, ...). The caption is the project's caption: a text release carries it as its
-publisher made it; the official release's title, tags and description go through the text stage
-with its default options, as a build would make it. Each row's wnid is its label, which lets the
+``bad_filename``, ...). The caption is the project's caption: a text release's published records carry
+it as their publisher made it; the official release's raw records (title, tags, description) go
+through the text stage with its default options, as a build would make their captions. Each row's wnid is its label, which lets the
 report say how often a caption names its own class, another, or none.
 """
 
@@ -18,6 +18,7 @@ import pyarrow as pa
 from imagenet_captions.errors import UsageError
 from imagenet_captions.match.corpora import BATCH_ROWS, Batch, CorpusFile, ReadOptions
 from imagenet_captions.outcomes import RECORDS, Drop
+from imagenet_captions.records import Published
 
 
 class ReleaseCorpus:
@@ -44,10 +45,9 @@ class ReleaseCorpus:
         if kind == "release":
             self.files = (CorpusFile(path, fsio.size(path) or 0, self._rows),)
         else:
-            files = getattr(self.source, "_files", {})
+            rels = [rel for _, rel in self.source.parts(1)]  # a text release's part is one of its files
             self.files = tuple(
-                CorpusFile(fsio.join(path, rel), fsio.size(fsio.join(path, rel)) or 0)
-                for rel in files.values()
+                CorpusFile(fsio.join(path, rel), fsio.size(fsio.join(path, rel)) or 0) for rel in rels
             )
         self.schema = pa.schema([])
         self._stage: Any = None
@@ -58,17 +58,20 @@ class ReleaseCorpus:
     def parts(self, n: int) -> list[Any]:
         return list(self.source.parts(n))
 
-    def _caption(self, record: dict[str, Any]) -> tuple[str | None, Drop | None]:
-        if self.source.prepared:
-            return record.get("caption"), None
+    def _row(self, item: Any) -> tuple[str, str, str | None] | Drop:
+        """``(key, wnid, caption)`` of a source's entry: a text release's published caption, or the
+        caption the text stage makes of a raw record."""
+        if isinstance(item, Published):
+            record = item.record
+            return record["key"], record["wnid"], record.get("caption")
         if self._stage is None:
             from imagenet_captions.text import TextStage
 
             self._stage = TextStage()
-        outcome = self._stage.process(record)
+        outcome = self._stage.process(item)
         if outcome.record is None:
-            return None, Drop(RECORDS, outcome.reason or "malformed_record", outcome.key or record["key"])
-        return outcome.record["caption"], None
+            return Drop(RECORDS, outcome.reason or "malformed_record", outcome.key or item["key"])
+        return item["key"], item["wnid"], outcome.record["caption"]
 
     def read(self, part: Any) -> Iterator[Batch]:
         captions: list[str | None] = []
@@ -76,16 +79,13 @@ class ReleaseCorpus:
         labels: list[str] = []
         drops: list[Drop] = []
         for item in self.source.read(part):
-            if isinstance(item, Drop):
-                drops.append(item)
+            row = item if isinstance(item, Drop) else self._row(item)
+            if isinstance(row, Drop):
+                drops.append(row)
             else:
-                caption, dropped = self._caption(item)
-                if dropped is not None:
-                    drops.append(dropped)
-                else:
-                    captions.append(caption)
-                    keys.append(item["key"])
-                    labels.append(item["wnid"])
+                keys.append(row[0])
+                labels.append(row[1])
+                captions.append(row[2])
             if len(captions) + len(drops) >= BATCH_ROWS:
                 yield self._batch(captions, keys, labels, drops)
                 captions, keys, labels, drops = [], [], [], []

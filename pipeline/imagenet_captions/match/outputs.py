@@ -16,7 +16,8 @@ import io
 import os
 import shutil
 import tempfile
-from typing import IO, Any
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,6 +27,9 @@ from imagenet_captions.errors import UsageError
 from imagenet_captions.match.corpus_webdataset import IMAGE_REF_COLUMNS
 from imagenet_captions.shards.hashfile import HashingFile, commit_all, discard_all
 from imagenet_captions.shards.outputs import naming_output
+
+if TYPE_CHECKING:
+    from imagenet_captions.shards.tar import TarSample
 
 #: Bytes pyarrow's many small writes of a Parquet file are gathered into before each ``write``.
 PARQUET_BUFFER = 1 << 20
@@ -77,10 +81,10 @@ def _write_local(plan: Any, out: str, table: pa.Table, files: list[str]) -> dict
             with io.BufferedWriter(parquet, PARQUET_BUFFER) as f:
                 pq.write_table(visible(table), f, compression="zstd")
         if len(files) > 1:
+            from imagenet_captions.shards.tar import write_tar
+
             with naming_output(os.path.join(out, files[1])):
-                tar = HashingFile(os.path.join(out, files[1]))
-                written.append(tar)
-                write_tar(plan, tar, table)
+                written.append(write_tar(os.path.join(out, files[1]), samples(plan, table)))
         with naming_output(os.path.join(out, files[0])):
             commit_all(written)
     except BaseException:
@@ -99,35 +103,35 @@ def sample_key(key: str, wnid: str, multiple: str) -> str:
     return key if multiple == "drop" else f"{key}_{wnid}"
 
 
-def write_tar(plan: Any, out: HashingFile, table: pa.Table) -> None:
-    """The shard's samples, in its row order: the image as it came (``jpg`` for a JPEG, else its own
-    extension), the caption (``txt``), the label (``cls``) and the row's fields (``json``)."""
-    from imagenet_captions.shards.writer import TarWriter, to_json_bytes
+def samples(plan: Any, table: pa.Table) -> Iterator[TarSample]:
+    """The shard's samples, in its row order, each image read as its turn comes: the image as it came
+    (``jpg`` for a JPEG, else its own extension), the caption (``txt``), the row's fields (``json``)
+    and the label (``cls``), the order ``build`` writes them in."""
+    from imagenet_captions.shards.tar import TarSample, to_json_bytes
 
     multiple = plan.config.rule.multiple
-    columns = [c for c in visible(table).column_names if c not in ("caption", "label")]
-    rows = table.to_pylist()
+    fields = [c for c in visible(table).column_names if c not in ("caption", "label")]
     sources: dict[int, IO[bytes]] = {}
     try:
-        with TarWriter(out) as tw:
-            for row in rows:
-                fi = row["__image_file"]
-                src = sources.get(fi)
-                if src is None:
-                    src = sources[fi] = fsio.open_read(plan.corpus.files[fi].path)
-                src.seek(row["__image_offset"])
-                data = src.read(row["__image_size"])
-                if len(data) != row["__image_size"]:
-                    raise CorpusChanged(
-                        f"{plan.corpus.files[fi].path} changed during the run: an image is cut short"
-                    )
-                ext = "jpg" if row["__image_ext"] in ("jpg", "jpeg") else row["__image_ext"]
-                key = sample_key(row["key"], row["wnid"], multiple)
-                tw.add(f"{key}.{ext}", data)
-                tw.add(f"{key}.txt", row["caption"].encode("utf-8"))
-                tw.add(f"{key}.json", to_json_bytes({c: row[c] for c in columns}))
-                tw.add(f"{key}.cls", str(row["label"]).encode())
-                tw.flush()
+        for row in table.to_pylist():
+            fi = row["__image_file"]
+            src = sources.get(fi)
+            if src is None:
+                src = sources[fi] = fsio.open_read(plan.corpus.files[fi].path)
+            src.seek(row["__image_offset"])
+            data = src.read(row["__image_size"])
+            if len(data) != row["__image_size"]:
+                raise CorpusChanged(
+                    f"{plan.corpus.files[fi].path} changed during the run: an image is cut short"
+                )
+            ext = "jpg" if row["__image_ext"] in ("jpg", "jpeg") else row["__image_ext"]
+            members = {
+                ext: data,
+                "txt": row["caption"].encode("utf-8"),
+                "json": to_json_bytes({c: row[c] for c in fields}),
+                "cls": str(row["label"]).encode(),
+            }
+            yield TarSample(sample_key(row["key"], row["wnid"], multiple), members)
     finally:
         for src in sources.values():
             src.close()

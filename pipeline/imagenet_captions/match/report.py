@@ -65,10 +65,9 @@ def label_table(total: MatchTally) -> dict[str, Any]:
     overall: Counter[str] = Counter()
     for counts in total.labelled.values():
         overall.update(counts)
-    rows = sum(overall.values())
 
     def share(counts: Counter[str]) -> dict[str, Any]:
-        n = sum(counts.values())
+        n = sum(v for k, v in counts.items() if k != "own_and_other")  # a part of "own", not a row more
         out: dict[str, Any] = dict(sorted(counts.items()))
         out["rows"] = n
         for name in (OWN, OTHER):
@@ -76,7 +75,7 @@ def label_table(total: MatchTally) -> dict[str, Any]:
         return out
 
     return {
-        "overall": share(overall) if rows else {"rows": 0},
+        "overall": share(overall),
         "per_class": {w: share(c) for w, c in sorted(total.labelled.items())},
     }
 

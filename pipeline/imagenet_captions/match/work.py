@@ -397,6 +397,9 @@ def _duplicates(keys: pa.ChunkedArray, positions: pa.ChunkedArray) -> pa.Array |
     """Per row (sorted by key), whether another row of its key has a smaller corpus position; None
     when no two rows share a key."""
     n = len(keys)
+    if n < 2:
+        return None
+    keys = keys.combine_chunks()
     same = pc.equal(keys.slice(1), keys.slice(0, n - 1))
     runs = pc.indices_nonzero(same).to_pylist()  # i: rows i and i + 1 share a key
     if not runs:
