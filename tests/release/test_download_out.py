@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from download_helpers import manifest_for, random_files, run_download, write_release
 
-from imagenet_captions import cli
+from imagenet_captions import cli, manifest
 from imagenet_captions.locks import LOCK_FILE, folder_lock
-from imagenet_captions.release import download, manifest
+from imagenet_captions.release import download
 from imagenet_captions.testing.static_host import Fault, StaticHost
 
 FAST = ("--backoff", "0.01", "--backoff-max", "0.05")
