@@ -133,7 +133,9 @@ def atomic_write(path: str) -> Iterator[IO[bytes]]:
         f.close()
         os.replace(tmp, path)
     except BaseException:
-        f.close()
+        # close() flushes again, and raises again on a full disk: the temporary must still go.
+        with suppress(OSError):
+            f.close()
         with suppress(FileNotFoundError):
             os.remove(tmp)
         raise

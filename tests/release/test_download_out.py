@@ -199,7 +199,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_a_rerun_resumes(tmp_path, r
     script = (
         'mount -t tmpfs -o size=1m tmpfs "$1" || exit 90\n'
         f'{download} >"$4/out1" 2>"$4/err1"; echo $? >"$4/rc1"\n'
-        'ls -A "$1/out/shards" >"$4/ls1"\n'
+        'ls -A "$1/out/shards" >"$4/ls1"; ls -A "$1/out" >"$4/ls0"\n'
         'mount -o remount,size=16m tmpfs "$1" || exit 91\n'
         f'{download} >"$4/out2" 2>"$4/err2"; echo $? >"$4/rc2"\n'
         'cmp "$1/out/shards/00000.tar" "$5" || exit 92\n'
@@ -213,6 +213,10 @@ def test_a_full_disk_is_one_line_naming_the_file_and_a_rerun_resumes(tmp_path, r
     line = _one_error_line((logs / "err1").read_text())
     assert "no space left on the device of --out" in line and f"while writing {BIG}" in line, line
     assert "00000.tar.part" in (logs / "ls1").read_text().split()  # what came is kept
+    # and nothing half-written: the verified-files record that could not be saved left no temporary file
+    assert [
+        n for n in (logs / "ls0").read_text().split() + (logs / "ls1").read_text().split() if ".tmp" in n
+    ] == []
     second_run = (logs / "out2").read_text() + (logs / "err2").read_text()
     assert (logs / "rc2").read_text().strip() == "0", second_run
     first, second = host.requests(BIG)
