@@ -124,8 +124,11 @@ def _lock(folder: str, what: str) -> int:
     path = os.path.join(folder, LOCK_FILE)
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # Never through a link: the holder line would be written into whatever it points at.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UsageError(f"{path} is a symbolic link: remove it (a lock is never one)") from None
             raise UsageError(f"{folder} is not writable ({e.strerror}): the {what} writes into it") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
