@@ -84,6 +84,25 @@ def test_cuts_that_each_bring_new_bytes_still_finish(capsys, tmp_path, release, 
     assert (out / BIG).read_bytes() == files[BIG]
 
 
+def test_cuts_that_each_bring_less_than_a_block_still_finish(capsys, tmp_path):
+    """New bytes count however they come: every cut here brings 40,000 (less than the 64 KiB block),
+    and together they pass a block every second attempt, which resets the count. Judged one attempt
+    at a time, each was "no progress" and a link that steadily cut every 40 kB failed after
+    ``--attempts`` cuts, however much of the file it had brought."""
+    files = random_files(12, {"captions/00000.parquet": 300_000})
+    root = tmp_path / "release"
+    write_release(root, files)
+    out = tmp_path / "out"
+    with StaticHost(root) as h:
+        h.add_fault(Fault("captions/00000.parquet", "cut", after=40_000, times=-1))
+        args = (h.url + "manifest.json", "--out", str(out), "--block-size", str(BLOCK), *FAST)
+        rc, stdout, _ = run_download(capsys, *args, "--attempts", "3")
+        ranges = [r.range for r in h.requests("captions/00000.parquet")]
+    assert rc == 0, stdout
+    assert ranges == [None] + [f"bytes={40_000 * i}-" for i in range(1, 8)]  # 7 cuts, then the last 20,000
+    assert (out / "captions/00000.parquet").read_bytes() == files["captions/00000.parquet"]
+
+
 def test_a_trickle_below_min_rate_fails_the_file(capsys, tmp_path, release, host):
     out = tmp_path / "out"
     # 500 bytes a second; the floor asked is 100 kB/s over windows of 0.3 s.

@@ -6,7 +6,8 @@ The rules, in the order a request meets them:
   ``If-Range``; it is re-hashed first, since a hash state cannot be saved;
 - 408/425/429/5xx, timeouts, dropped connections and a body slower than ``--min-rate`` are
   retried after full-jitter exponential backoff (a ``Retry-After`` is a floor); the bound is on
-  attempts in a row that do not take the prefix held a block past its longest yet;
+  attempts in a row without progress: the prefix held passing its longest yet, and by a block
+  since the count last started from zero;
 - a ``200`` to a ranged request, a ``416``, a ``206`` starting beyond what is held, or a resumed
   whole that does not verify start the file again from byte 0, each counted (MAX_RESTARTS a run);
 - nothing about a file goes on past its ``--deadline``: not a body, not a backoff;
@@ -134,8 +135,10 @@ class _Tries:
     """One file's account in one run, against which its retries and restarts are bounded."""
 
     deadline: float
-    #: the longest prefix held so far in this run: an attempt is progress only if it passes it
+    #: the longest prefix held so far in this run: bytes below it are no progress, only a refetch
     best: int
+    #: the prefix held when the count of attempts without progress last started from zero
+    mark: int
     restarts: int = 0
     failures: int = 0
     #: bytes taken from the network for the file, over all its attempts
@@ -343,7 +346,7 @@ class Fetcher:
         partial = Partial(final, spec.identity)
         held = await loop.run_in_executor(self._pool, partial.open)
         self._progress.advance(held)
-        tries = _Tries(deadline=time.monotonic() + self.options.deadline, best=held)
+        tries = _Tries(deadline=time.monotonic() + self.options.deadline, best=held, mark=held)
         try:
             return await self._fetch(spec, partial, held, tries)
         except _OutOfTime as e:
@@ -389,11 +392,13 @@ class Fetcher:
                 partial.restart()
                 tries.restart(str(e))
             except _Retry as e:
-                # Progress is the prefix held passing its longest yet by a block: bytes that only
-                # replace what was held before (a host that ignores Range) are none.
+                # Progress is the prefix held passing its longest yet, and by a block since the count
+                # last started: bytes that only replace what was held (a host that ignores Range) are
+                # none, and new bytes count however many attempts bring them (a cut every 40 kB too).
                 now = partial.held()
-                if now >= tries.best + block:
+                if now > tries.best and now >= tries.mark + block:
                     tries.failures = 0
+                    tries.mark = now
                 tries.best = max(tries.best, now)
                 tries.failures += 1
                 if tries.failures >= self.options.attempts:
