@@ -80,6 +80,7 @@ def _case(command: str, option: str, kind: str, *args: str) -> object:
 
 # (command, the option the error must name, arguments; {name} is filled from ``world``, {out} is new)
 BUILD = ("--metadata=release:{release_json}", "--imagenet={train}", "--out={out}")
+MATCH = ("--corpus=release:{release_json}", "--out={out}")
 HARVEST = ("--urls={urls}", "--out={out}", "--endpoint=http://127.0.0.1:9/", "--timeout=1", "--max-attempts=1")
 TRAIN = ("--shards={shards}", "--out={out}", "--model=clip-tiny")
 EVAL = ("--checkpoint={checkpoint}", "--data-root={data_root}", "--out={out}.json")
@@ -104,6 +105,12 @@ CASES = [
     _case("build", "--as-of", "type", *BUILD, "--as-of=yesterday"),
     _case("build", "--metadata", "missing", "--metadata=release:" + MISSING + ".json", "--out={out}"),
     _case("build", "--imagenet", "missing", "--metadata=release:{release_json}", "--imagenet=" + MISSING, "--out={out}"),
+    _case("match", "--num-shards", "zero", *MATCH, "--num-shards=0"),
+    _case("match", "--max-per-class", "negative", *MATCH, "--max-per-class=-1"),
+    _case("match", "--seed", "type", *MATCH, "--seed=lucky"),
+    _case("match", "--case", "choice", *MATCH, "--case=loud"),
+    _case("match", "--balance-to", "missing", *MATCH, "--balance-to=" + MISSING),
+    _case("match", "--corpus", "missing", "--corpus=parquet:" + MISSING + ".parquet", "--out={out}"),
     _case("validate", "out", "missing"),
     _case("validate", MISSING, "missing", MISSING),
     _case("validate", "--decode", "type", "{build}", "--decode=yes"),

@@ -19,7 +19,8 @@ from corpus_helpers import (
 )
 
 from imagenet_captions.errors import UsageError
-from imagenet_captions.match.corpora import Batch, FileDigest, ReadOptions, open_corpus, sanitize_stem
+from imagenet_captions.match.corpora import Batch, FileDigest, ReadOptions, sanitize_stem
+from imagenet_captions.match.readers import open_corpus
 
 
 def _read_all(corpus, n_parts: int = 1) -> tuple[list[Batch], list[FileDigest]]:

@@ -1,6 +1,6 @@
 """The corpora ``match`` reads: ``--corpus KIND:PATH``, opened once, read in parts, as batches.
 
-A corpus is checked before anything is written (:func:`open_corpus`): what makes the whole corpus
+A corpus is checked before anything is written (``readers.open_corpus``): what makes the whole corpus
 unusable (an unknown kind, a path or glob that matches nothing, a file without the caption column,
 a corrupt Parquet footer, two files whose generated keys would collide) is a ``UsageError``, one
 line and exit 2. What spoils one entry is a :class:`~imagenet_captions.outcomes.Drop` of that entry,
@@ -10,7 +10,8 @@ counted in the report (``truncated_tar``, ``no_image_member``, ``caption_not_tex
 The unit a reader hands on is a :class:`Batch`, a few thousand rows: Beam's per-element cost is a
 few microseconds, a row's whole budget, so rows never travel one by one. Each kind lives in its own
 module (``corpus_parquet``, ``corpus_jsonl``, ``corpus_webdataset``, ``corpus_release``); this one
-holds what they share (the spec, the file listing, the key rules, the batch) and the dispatch.
+holds what they share (the spec, the file listing, the key rules, the batch); ``readers.open_corpus``
+dispatches a spec to its reader.
 A reader never matches, never writes and never keeps more than one batch of rows in memory.
 """
 
@@ -226,24 +227,3 @@ def json_value(value: Any) -> str | None:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:
         return repr(value)
-
-
-def open_corpus(spec: str, options: ReadOptions | None = None) -> Corpus:
-    """The corpus ``spec`` names, checked (see the module docstring)."""
-    options = options or ReadOptions()
-    kind, path = split_corpus(spec)
-    if kind == "parquet":
-        from imagenet_captions.match.corpus_parquet import ParquetCorpus
-
-        return ParquetCorpus(path, options)
-    if kind == "jsonl":
-        from imagenet_captions.match.corpus_jsonl import JsonlCorpus
-
-        return JsonlCorpus(path, options)
-    if kind == "webdataset":
-        from imagenet_captions.match.corpus_webdataset import WebDatasetCorpus
-
-        return WebDatasetCorpus(path, options)
-    from imagenet_captions.match.corpus_release import ReleaseCorpus
-
-    return ReleaseCorpus(kind, path, options)

@@ -20,8 +20,9 @@ import pyarrow as pa
 
 from imagenet_captions import __version__, fsio
 from imagenet_captions.errors import OptionError, UsageError
-from imagenet_captions.match.corpora import Corpus, ReadOptions, open_corpus, split_corpus
+from imagenet_captions.match.corpora import Corpus, ReadOptions, split_corpus
 from imagenet_captions.match.options import MatchRule
+from imagenet_captions.match.readers import open_corpus
 from imagenet_captions.match.vocabulary import Vocabulary, load_vocabulary
 from imagenet_captions.options import as_int
 from imagenet_captions.shards import incremental
