@@ -23,7 +23,6 @@ import apache_beam as beam
 
 from imagenet_captions import trace
 from imagenet_captions.match import work
-from imagenet_captions.match.matcher import Matcher
 from imagenet_captions.match.plan import MatchPlan
 
 
@@ -34,7 +33,7 @@ class MatchPartFn(beam.DoFn):
         self._plan = plan
 
     def setup(self) -> None:
-        self._matcher = Matcher(self._plan.vocabulary, self._plan.config.rule)
+        self._matcher = work.make_matcher(self._plan)
 
     def process(self, indexed: tuple[int, Any]) -> Iterator[work.Tagged]:
         yield from work.match_part(self._plan, self._matcher, indexed[0], indexed[1])

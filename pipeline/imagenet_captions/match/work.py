@@ -19,6 +19,7 @@ Each yields ``(tag, value)`` pairs (Dask mixes a ParDo's tagged outputs) and one
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -100,13 +101,20 @@ def seeds(plan: MatchPlan) -> list[tuple[int, tuple[str, Any]]]:
     return [(index, (SEED, None)) for index in range(plan.num_shards)]
 
 
-def matched_text(matcher: Matcher, caption: str) -> str:
-    """The text the rule saw (without its lowering): the caption the output stores "as matched"."""
-    if not matcher.rule.clean:
-        return caption
+def make_matcher(plan: MatchPlan) -> Matcher:
+    """The matcher a part uses: the run's rule, but the cleaning done by :func:`texts_of` first (the
+    rule's step 1, ``clean_field``, as the matcher would do it), so the output keeps the text the
+    rule saw without cleaning a caption twice."""
+    return Matcher(plan.vocabulary, dataclasses.replace(plan.config.rule, clean=False))
+
+
+def texts_of(plan: MatchPlan, captions: list[str | None]) -> list[str | None]:
+    """The texts the rule matches: the captions after the project's text cleaning, or as they are."""
+    if not plan.config.rule.clean:
+        return captions
     from imagenet_captions.text.clean import clean_field
 
-    return clean_field(caption)
+    return [clean_field(c) if c else c for c in captions]
 
 
 class _Spill:
@@ -217,7 +225,8 @@ def _match_batch(
     rows.inputs[RECORDS] += batch.rows
     for d in batch.drops:
         rows.drop(d)
-    outcomes = matcher.match_many(batch.captions)
+    captions = texts_of(plan, batch.captions)
+    outcomes = matcher.match_many(captions)
     matched: list[int] = []
     wnids: list[str] = []
     terms: list[tuple[str, ...]] = []
@@ -246,10 +255,9 @@ def _match_batch(
     tally.found.update(wnids)
     keys = batch.keys_of(matched)
     vocabulary = plan.vocabulary
-    captions = batch.captions
     columns: dict[str, Any] = {
         "key": pa.array(keys, pa.string()),
-        "caption": pa.array([matched_text(matcher, captions[i]) for i in matched], pa.string()),  # type: ignore[arg-type]
+        "caption": pa.array([captions[i] for i in matched], pa.string()),
         "wnid": pa.array(wnids, pa.string()),
         "label": pa.array([vocabulary.label_of(w) for w in wnids], pa.int32()),
         "terms": pa.array(terms, pa.list_(pa.string())),
