@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -67,6 +70,55 @@ def test_an_exception_on_a_new_file_leaves_nothing(base: str, tmp_path: Path) ->
         f.write(b"x" * 100)
         raise Boom
     assert os.listdir(tmp_path) == []
+
+
+# Run in a new user and mount namespace (``unshare -rm``) on a 64 KiB tmpfs: writes 256 KiB through
+# atomic_write in small pieces, so the disk fills while bytes still sit in the buffer and the close()
+# of the error path flushes again, and raises again. Prints the error's errno and what is left.
+_FULL_DISK_WRITER = """
+import json, os, sys
+from imagenet_captions import fsio
+from imagenet_captions.testing import object_store
+folder, base = sys.argv[1], sys.argv[2]
+errno = None
+try:
+    with fsio.atomic_write(fsio.join(base, "out.bin")) as f:
+        for _ in range(64):
+            f.write(b"x" * 4096)
+except OSError as e:
+    errno = e.errno
+print(json.dumps({"errno": errno, "left": sorted(os.listdir(folder))}))
+"""
+
+
+def _mount_namespace_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(
+    not _mount_namespace_works(), reason="needs `unshare -rm` (a user and mount namespace) to mount a tmpfs"
+)
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_a_full_disk_leaves_no_temporary_file(where: str, tmp_path: Path) -> None:
+    """The error path's close() flushes the buffered bytes again and raises ENOSPC again; the
+    temporary file must be removed all the same (a rerun would otherwise find litter in --out)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    base = str(mnt) if where == "local" else PREFIX + str(mnt)
+    script = 'mount -t tmpfs -o size=64k tmpfs "$1" || exit 90\n"$2" -c "$3" "$1" "$4"\n'
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", str(mnt), sys.executable, _FULL_DISK_WRITER, base],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode == 90:
+        pytest.skip(f"mount -t tmpfs refused here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == {"errno": 28, "left": []}  # ENOSPC reported, and nothing left behind
 
 
 def test_interleaved_writers_of_one_path_both_succeed(base: str, tmp_path: Path) -> None:

@@ -133,8 +133,9 @@ def atomic_write(path: str) -> Iterator[IO[bytes]]:
         f.close()
         os.replace(tmp, path)
     except BaseException:
-        # close() flushes again, and raises again on a full disk: the temporary must still go.
-        with suppress(OSError):
+        # close() flushes again, and raises again on a full disk: the temporary must still go, and the
+        # error to report is the first one.
+        with suppress(Exception):
             f.close()
         with suppress(FileNotFoundError):
             os.remove(tmp)
@@ -158,8 +159,11 @@ def _atomic_write_remote(path: str, tmp: str) -> Iterator[IO[bytes]]:
                     raise
         fs.rename([tmp], [path])
     except BaseException:
-        f.close()
-        with suppress(Exception):  # the original error is the one to report
+        # As for a local file: a close() that raises again (a full disk) must not keep the temporary
+        # object, and the original error is the one to report.
+        with suppress(Exception):
+            f.close()
+        with suppress(Exception):
             fs.delete([tmp])
         raise
 
