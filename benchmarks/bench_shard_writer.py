@@ -18,17 +18,21 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any
 
-from imagenet_captions.shards import hashfile, writer
+from imagenet_captions.records import Record, Sample
+from imagenet_captions.shards import hashfile, images, writer
 from imagenet_captions.sources import imagenet
 
 
-def samples_of(data: str, n: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def samples_of(data: str, n: int) -> list[Sample]:
     folders, _ = imagenet.list_top_level(data)
     refs = [x for f in folders for x in imagenet.list_class_folder(f) if isinstance(x, dict)][:n]
-    text = {"photo_id": None, "license": None, "title": "t", "description": "", "tags": [], "caption": "t"}
-    return [({"key": r["key"], "wnid": r["wnid"], "label": 0, **text, "lang": None, "lang_score": None}, r) for r in refs]
+
+    def record(key: str, wnid: str) -> Record:
+        return {"key": key, "wnid": wnid, "label": 0, "photo_id": None, "license": None, "title": "t",
+                "description": "", "tags": [], "caption": "t", "lang": None, "lang_score": None}  # fmt: skip
+
+    return [Sample(record(r["key"], r["wnid"]), r) for r in refs]
 
 
 def per_image(samples: list, out: str, repeat: int) -> tuple[float, float]:
@@ -80,9 +84,9 @@ def main() -> int:
     out = tempfile.mkdtemp(prefix="bench-writer-")
     per_image(samples, out, 1)  # the page cache
     built = per_image(samples, out, args.repeat)
-    writer.hashlib = _NoHashlib  # type: ignore[assignment]  (the source images' sha256)
+    images.hashlib = _NoHashlib  # type: ignore[assignment]  (the source images' sha256)
     no_hash = per_image(samples, out, args.repeat)
-    writer.hashlib = hashlib
+    images.hashlib = hashlib
     hashfile.hashlib = _NoHashlib  # type: ignore[assignment]  (the shard files' sha256)
     no_file_hash = per_image(samples, out, args.repeat)
     hashfile.hashlib = hashlib

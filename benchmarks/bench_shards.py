@@ -239,6 +239,7 @@ def writer_only(root: str, out: str) -> None:
     and tar path, the part that should run at disk speed.
     """
     from imagenet_captions import layout
+    from imagenet_captions.records import Record, Sample
     from imagenet_captions.shards.writer import write_shard
     from imagenet_captions.sources import imagenet
 
@@ -250,10 +251,10 @@ def writer_only(root: str, out: str) -> None:
     folders, _ = imagenet.list_top_level(root)
     refs = [x for folder in folders for x in imagenet.list_class_folder(folder) if isinstance(x, dict)]
     num_shards = layout.derive_num_shards(len(refs), 2000, 8)
-    shards: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    shards: dict[int, list[Sample]] = {}
     for ref in refs:
         raw = records[ref["key"]]
-        record = {
+        record: Record = {
             "key": ref["key"],
             "wnid": ref["wnid"],
             "label": labels[ref["wnid"]],
@@ -266,7 +267,7 @@ def writer_only(root: str, out: str) -> None:
             "lang": None,
             "lang_score": None,
         }
-        shards.setdefault(layout.shard_of(ref["key"], num_shards), []).append((record, ref))
+        shards.setdefault(layout.shard_of(ref["key"], num_shards), []).append(Sample(record, ref))
     written = sum(write_shard(i, s, str(Path(out, "shards"))).written for i, s in sorted(shards.items()))
     if written != len(refs):
         raise SystemExit(f"writer wrote {written} of {len(refs)} images")
@@ -391,7 +392,8 @@ def bench_levers(paths: list[Path], work: Path, rounds: int = 5) -> dict[str, fl
     from imagenet_captions.images import ImageOptions, process_image
     from imagenet_captions.images.process import jpeg_header
     from imagenet_captions.layout import TAR_MODE, TAR_MTIME
-    from imagenet_captions.shards.writer import TarWriter
+    from imagenet_captions.shards.hashfile import HashingFile
+    from imagenet_captions.shards.tar import TarWriter
     from imagenet_captions.sources.imagenet import ImageReader
 
     datas = [p.read_bytes() for p in paths]
@@ -417,18 +419,21 @@ def bench_levers(paths: list[Path], work: Path, rounds: int = 5) -> dict[str, fl
                     tf.addfile(info, io.BytesIO(member))
 
     def with_tarwriter(path: Path) -> None:
-        with TarWriter(str(path)) as tw:
+        out = HashingFile(str(path))
+        with TarWriter(out) as tw:
             for i, data in enumerate(datas):
                 tw.add(f"k_{i}.jpg", data)
                 tw.add(f"k_{i}.txt", b"caption")
                 tw.add(f"k_{i}.cls", b"7")
                 tw.flush()
+        out.commit()
 
     def with_read_writev(path: Path) -> None:
         """What the writer does for a pass-through JPEG: read it, check it, write it with the other
         members in one writev. (os.copy_file_range instead, after reading the head and the last two
         bytes, measured 74-79 us against 71-72 us: no gain, so the writer does not use it.)"""
-        with TarWriter(str(path)) as tw:
+        out = HashingFile(str(path))
+        with TarWriter(out) as tw:
             for i, ref in enumerate(refs):
                 data = reader.read(ref)
                 jpeg_header(data)
@@ -436,6 +441,7 @@ def bench_levers(paths: list[Path], work: Path, rounds: int = 5) -> dict[str, fl
                 tw.add(f"k_{i}.txt", b"caption")
                 tw.add(f"k_{i}.cls", b"7")
                 tw.flush()
+        out.commit()
 
     for name, fn in (
         ("tar_tarfile", with_tarfile),

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imagenet_captions.records import Sample
 from imagenet_captions.shards.validate import validate_build
 from imagenet_captions.shards.writer import write_shard
 
@@ -58,7 +59,7 @@ def _pages(n: int) -> int:
     return -(-n // PAGE) * PAGE
 
 
-def _samples(tmp_path: Path, n: int) -> list[tuple[dict, dict]]:
+def _samples(tmp_path: Path, n: int) -> list[Sample]:
     """(record as the writer receives it, image reference) for ``n`` noisy JPEGs."""
     rng = random.Random(3)
     out = []
@@ -71,7 +72,7 @@ def _samples(tmp_path: Path, n: int) -> list[tuple[dict, dict]]:
         text = {"title": f"title {key}", "description": "", "tags": ["a"], "caption": f"title {key} a"}
         rec = {"key": key, "wnid": "n01440764", "label": 0, "photo_id": None, "license": None, **text}
         ref = {"key": key, "wnid": "n01440764", "path": str(path), "offset": None, "size": None}
-        out.append(({**rec, "lang": None, "lang_score": None}, ref))
+        out.append(Sample({**rec, "lang": None, "lang_score": None}, ref))
     return out
 
 

@@ -38,7 +38,7 @@ def test_join_shard_names_every_case():
         ("d", "k5", None),  # its record was dropped upstream
     ]
     samples, outcomes = join_shard(items, with_images=True)
-    assert sorted((r["key"], r["title"], ref["path"]) for r, ref in samples) == [
+    assert sorted((s.key, s.record["title"], s.image["path"]) for s in samples) == [
         ("k1", "a", "/a/k1.JPEG"),
         ("k2", "b", "/a/k2.JPEG"),
     ]
@@ -53,9 +53,7 @@ def test_join_shard_names_every_case():
     )
     # Text-only: every record is a sample, duplicates still settled.
     samples, outcomes = join_shard([i for i in items if i[0] == "r"], with_images=False)
-    assert sorted(r["key"] for r, ref in samples) == ["k1", "k2", "k3"] and all(
-        ref is None for _, ref in samples
-    )
+    assert sorted(s.key for s in samples) == ["k1", "k2", "k3"] and all(s.image is None for s in samples)
     assert outcomes == [(RECORDS, "duplicate", "k2", "")]
 
 

@@ -11,7 +11,10 @@ from PIL import Image
 from shardsamples import record
 
 from imagenet_captions.images import ImageOptions
-from imagenet_captions.shards.writer import read_ahead, to_json_bytes, write_shard
+from imagenet_captions.records import Sample
+from imagenet_captions.shards.images import read_ahead
+from imagenet_captions.shards.tar import to_json_bytes
+from imagenet_captions.shards.writer import write_shard
 
 
 def test_read_ahead_keeps_order_and_bounds_the_window():
@@ -61,7 +64,7 @@ def _images(tmp_path, n):
             data = data[: len(data) // 2]  # truncated: dropped with a reason, in place
         path.write_bytes(data)
         samples.append(
-            (record(key), {"key": key, "wnid": "n01440764", "path": str(path), "offset": None, "size": None})
+            Sample(record(key), {"key": key, "wnid": "n01440764", "path": str(path), "offset": None, "size": None})
         )
     return samples
 
@@ -88,10 +91,13 @@ def test_json_bytes_are_canonical():
 
 
 def test_threads_only_where_there_is_work_to_overlap():
-    from imagenet_captions.shards.writer import READ_THREADS, auto_threads
+    from imagenet_captions.shards.images import READ_THREADS, auto_threads
 
-    local = [({"key": "k"}, {"path": "/data/k.JPEG"})]
-    remote = [({"key": "k"}, {"path": "gs://bucket/train/k.JPEG"})]
+    def ref(path):
+        return {"key": "n01440764_1", "wnid": "n01440764", "path": path, "offset": None, "size": None}
+
+    local = [Sample(record("n01440764_1"), ref("/data/k.JPEG"))]
+    remote = [Sample(record("n01440764_1"), ref("gs://bucket/train/k.JPEG"))]
     assert auto_threads(local, ImageOptions()) == 0
     assert auto_threads(local, ImageOptions(resize=256)) == READ_THREADS >= 1
     assert auto_threads(remote, ImageOptions()) == READ_THREADS

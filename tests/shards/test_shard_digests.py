@@ -12,6 +12,7 @@ from PIL import Image
 from shardsamples import record
 
 from imagenet_captions.build import BuildConfig, run_build
+from imagenet_captions.records import Sample
 from imagenet_captions.shards.writer import ShardResult, write_shard
 
 
@@ -29,7 +30,7 @@ def _sha256(path: Path) -> str:
 
 def test_a_shard_records_the_sha256_of_each_of_its_files(tmp_path: Path) -> None:
     samples = [
-        (record(f"n01440764_{i}"), _ref(tmp_path, f"n01440764_{i}", (i * 20, 90, 10))) for i in range(12)
+        Sample(record(f"n01440764_{i}"), _ref(tmp_path, f"n01440764_{i}", (i * 20, 90, 10))) for i in range(12)
     ]
     out = tmp_path / "out"
     result = write_shard(2, samples, str(out))
@@ -40,7 +41,7 @@ def test_a_shard_records_the_sha256_of_each_of_its_files(tmp_path: Path) -> None
 
 
 def test_a_text_only_shard_records_its_parquet_files_sha256(tmp_path: Path) -> None:
-    result = write_shard(0, [(record("n01440764_1"), None)], str(tmp_path))
+    result = write_shard(0, [Sample(record("n01440764_1"))], str(tmp_path))
     assert result.sha256 == {"00000.parquet": _sha256(tmp_path / "00000.parquet")}
 
 

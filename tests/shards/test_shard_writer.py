@@ -8,6 +8,7 @@ from PIL import Image
 from shardsamples import record
 
 from imagenet_captions import layout
+from imagenet_captions.records import Sample
 from imagenet_captions.shards.writer import DuplicateKeyError, samples_digest, write_shard
 
 
@@ -21,9 +22,9 @@ def _jpeg(tmp_path, name, colour=(200, 10, 10)):
 
 def test_tar_and_parquet_hold_the_same_rows_in_hash_order(tmp_path):
     keys = [f"n01440764_{i}" for i in range(20)]
-    samples = [(record(k), _jpeg(tmp_path, f"{k}.JPEG")) for k in keys]
+    samples = [Sample(record(k), _jpeg(tmp_path, f"{k}.JPEG")) for k in keys]
     samples.append(
-        (
+        Sample(
             record("n01440764_99"),
             {
                 "key": "n01440764_99",
@@ -36,7 +37,7 @@ def test_tar_and_parquet_hold_the_same_rows_in_hash_order(tmp_path):
     )
     (tmp_path / "bad.JPEG").write_bytes(b"\xff\xd8\xff\xe0 not really")
     samples.append(
-        (record("n01440764_98"), {**_jpeg(tmp_path, "x.JPEG"), "path": str(tmp_path / "bad.JPEG")})
+        Sample(record("n01440764_98"), {**_jpeg(tmp_path, "x.JPEG"), "path": str(tmp_path / "bad.JPEG")})
     )
     out = tmp_path / "out"
     result = write_shard(3, list(reversed(samples)), str(out))
@@ -58,7 +59,7 @@ def test_tar_and_parquet_hold_the_same_rows_in_hash_order(tmp_path):
 
 
 def test_same_samples_in_any_order_give_identical_bytes(tmp_path):
-    samples = [(record(f"n01440764_{i}"), _jpeg(tmp_path, f"n01440764_{i}.JPEG")) for i in range(10)]
+    samples = [Sample(record(f"n01440764_{i}"), _jpeg(tmp_path, f"n01440764_{i}.JPEG")) for i in range(10)]
     write_shard(0, samples, str(tmp_path / "a"))
     write_shard(0, samples[::-1], str(tmp_path / "b"))
     for name in ("00000.tar", "00000.parquet"):
@@ -66,13 +67,13 @@ def test_same_samples_in_any_order_give_identical_bytes(tmp_path):
 
 
 def test_duplicate_key_fails(tmp_path):
-    s = (record("n01440764_1"), _jpeg(tmp_path, "n01440764_1.JPEG"))
+    s = Sample(record("n01440764_1"), _jpeg(tmp_path, "n01440764_1.JPEG"))
     with pytest.raises(DuplicateKeyError):
         write_shard(0, [s, s], str(tmp_path / "o"))
 
 
 def test_text_only_shard_is_parquet_only(tmp_path):
-    result = write_shard(1, [(record("n01440764_2"), None), (record("n01440764_1"), None)], str(tmp_path))
+    result = write_shard(1, [Sample(record("n01440764_2")), Sample(record("n01440764_1"))], str(tmp_path))
     assert result.files == ["00001.parquet"] and not list(tmp_path.glob("*.tar"))
     row = pq.read_table(tmp_path / "00001.parquet").to_pylist()[0]
     assert row["tags"] == ["a", "b"] and row["image_format"] is None
@@ -80,7 +81,7 @@ def test_text_only_shard_is_parquet_only(tmp_path):
 
 def test_json_member_is_therecord(tmp_path):
     write_shard(
-        0, [(record("n01440764_5", label=7), _jpeg(tmp_path, "n01440764_5.JPEG"))], str(tmp_path / "o")
+        0, [Sample(record("n01440764_5", label=7), _jpeg(tmp_path, "n01440764_5.JPEG"))], str(tmp_path / "o")
     )
     with tarfile.open(tmp_path / "o" / "00000.tar") as tf:
         rec = json.loads(tf.extractfile("n01440764_5.json").read())
@@ -90,8 +91,8 @@ def test_json_member_is_therecord(tmp_path):
 
 
 def test_digest_changes_with_inputs_and_options():
-    a = [(record("n01440764_1"), {"path": "p", "size": 3})]
-    b = [(record("n01440764_1"), {"path": "p", "size": 4})]
+    a = [Sample(record("n01440764_1"), {"path": "p", "size": 3})]
+    b = [Sample(record("n01440764_1"), {"path": "p", "size": 4})]
     assert samples_digest(a, {"x": 1}) != samples_digest(b, {"x": 1})
     assert samples_digest(a, {"x": 1}) != samples_digest(a, {"x": 2})
     assert samples_digest(a, {"x": 1}) == samples_digest(list(a), {"x": 1})

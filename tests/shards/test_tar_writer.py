@@ -10,7 +10,7 @@ import webdataset as wds
 
 from imagenet_captions.layout import TAR_MODE, TAR_MTIME
 from imagenet_captions.shards.hashfile import HashingFile
-from imagenet_captions.shards.writer import TarWriter
+from imagenet_captions.shards.tar import TarWriter
 
 
 def _tarfile_bytes(path, members):

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from shardsamples import record
 
+from imagenet_captions.records import Sample
 from imagenet_captions.shards.writer import write_shard
 
 
@@ -36,7 +37,7 @@ def test_loose_files_are_stored_as_they_are(tmp_path, name):
     path = tmp_path / f"{key}.JPEG"
     path.write_bytes(CASES[name])
     ref = {"key": key, "wnid": "n01440764", "path": str(path), "offset": None, "size": len(CASES[name])}
-    result = write_shard(0, [(record(key), ref)], str(tmp_path / "out"))
+    result = write_shard(0, [Sample(record(key), ref)], str(tmp_path / "out"))
     assert result.written == 1 and not result.dropped
     assert _members(tmp_path / "out" / "00000.tar")[f"{key}.jpg"] == CASES[name]
 
@@ -60,7 +61,7 @@ def test_tar_members_are_copied_from_their_offsets(tmp_path):
             }
             for m in tf.getmembers()
         ]
-    result = write_shard(0, [(record(r["key"]), r) for r in refs], str(tmp_path / "out"))
+    result = write_shard(0, [Sample(record(r["key"]), r) for r in refs], str(tmp_path / "out"))
     assert result.written == 3
     stored = _members(tmp_path / "out" / "00000.tar")
     for i, data in enumerate(CASES.values()):
@@ -72,5 +73,5 @@ def test_a_truncated_file_is_corrupt(tmp_path):
     path = tmp_path / "n01440764_1.JPEG"
     path.write_bytes(data[: len(data) - 50])
     ref = {"key": "n01440764_1", "wnid": "n01440764", "path": str(path), "offset": None, "size": None}
-    result = write_shard(0, [(record("n01440764_1"), ref)], str(tmp_path / "out"))
+    result = write_shard(0, [Sample(record("n01440764_1"), ref)], str(tmp_path / "out"))
     assert result.written == 0 and [d[1] for d in result.dropped] == ["corrupt_image"]

@@ -37,7 +37,7 @@ class ReadAndCleanFn(beam.DoFn):
         self._plan = plan
 
     def setup(self) -> None:
-        self._stage = None if self._plan.source.prepared else TextStage(self._plan.config.text)
+        self._stage = TextStage(self._plan.config.text) if self._plan.cleans_text else None
 
     def process(self, part: Any) -> Iterator[work.Tagged]:
         yield from work.read_part(self._plan, self._stage, part)
@@ -96,7 +96,7 @@ def build_graph(p: beam.Pipeline, plan: BuildPlan) -> None:
         | "SpreadMetadataParts" >> beam.Reshuffle()
         | "ReadAndClean" >> beam.ParDo(ReadAndCleanFn(plan))
     }
-    if plan.config.text.owner_duplicates != "keep" and not plan.source.prepared:
+    if plan.dedupes_owners:
         units["Owners"] = (
             _only(units["Read"], work.OWNER, "Owners")
             | "GroupByOwner" >> beam.GroupByKey()

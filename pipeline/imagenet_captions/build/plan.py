@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imagenet_captions import __version__, classes, fsio, layout
+from imagenet_captions.classes import ClassList
 from imagenet_captions.errors import OptionError, UsageError
 from imagenet_captions.images import ImageOptions, resizer_name
 from imagenet_captions.shards import incremental
-from imagenet_captions.sources import MetadataSource, imagenet, open_source, split_spec
+from imagenet_captions.sources import MetadataSource, Publisher, imagenet, open_source, split_spec
 from imagenet_captions.text import TextOptions
 
 #: Parts per worker the metadata read is split into: a few, so a slow part does not hold the rest.
@@ -57,7 +58,7 @@ class BuildConfig:
         if self.classes == "all" and self.imagenet is None:
             raise UsageError("--classes all takes the classes of --imagenet: give --imagenet, or a class file")
 
-    def output_options(self, image: ImageOptions, class_list: classes.ClassList) -> dict[str, Any]:
+    def output_options(self, image: ImageOptions, class_list: ClassList) -> dict[str, Any]:
         """What decides the bytes of a shard besides its inputs (part of each shard's input digest): the
         options and the tool's version, so an upgrade that changes outputs rewrites every shard."""
         options = {
@@ -75,15 +76,21 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """A build decided: where shards go, how many, what the last build recorded, the parts to read."""
+    """A build decided: where shards go, how many, what the last build recorded, the parts to read.
+
+    Each case is decided here once and read by name: the graph and the units of work ask
+    :attr:`cleans_text`, :attr:`dedupes_owners` and :attr:`with_images`, never the source or the
+    options again."""
 
     config: BuildConfig
     source: MetadataSource
+    #: what a text release's publisher fixed (its records are final), or None
+    publisher: Publisher | None
     input_records: int
     shard_dir: str
     num_shards: int
     previous: dict[str, dict[str, Any]]
-    classes: classes.ClassList
+    classes: ClassList
     image: ImageOptions
     output_options: dict[str, Any]
     read_parts: list[Any]
@@ -93,6 +100,18 @@ class BuildPlan:
     @property
     def with_images(self) -> bool:
         return self.config.imagenet is not None
+
+    @property
+    def cleans_text(self) -> bool:
+        """Whether the text stage runs: not on a text release, whose records its publisher cleaned
+        (a newer cleaning must never change a rebuild)."""
+        return self.publisher is None
+
+    @property
+    def dedupes_owners(self) -> bool:
+        """Whether each owner's repeated descriptions are settled (``--owner-duplicates``), which
+        groups the cleaned records by owner before they are finished."""
+        return self.cleans_text and self.config.text.owner_duplicates != "keep"
 
 
 def make_plan(config: BuildConfig, workers: int = 1) -> BuildPlan:
@@ -109,25 +128,24 @@ def make_plan(config: BuildConfig, workers: int = 1) -> BuildPlan:
     with_images = config.imagenet is not None
     shard_dir = fsio.join(config.out, layout.SHARD_DIR if with_images else layout.CAPTIONS_DIR)
     recorded, previous = incremental.recorded_shards(shard_dir)
-    image, publisher = config.image, {}
-    if source.prepared:  # a text release: the publisher's shard count and image options, so bytes match
-        publisher = source.build_options()  # type: ignore[attr-defined]
-        image = ImageOptions(**publisher["image"])
+    image, wanted = config.image, config.num_shards
+    publisher = source.publisher()
+    if publisher is not None:  # a text release: the publisher's shard count and image options, so bytes match
+        image = publisher.image
         if config.image != ImageOptions() and config.image != image:
             raise UsageError("a text-release rebuild uses the publisher's image options: drop --resize and the like")
-        wanted = source.num_shards  # type: ignore[attr-defined]
+        wanted = publisher.num_shards
         if config.num_shards not in (None, wanted):
             raise UsageError(f"the release has {wanted} shards; --num-shards {config.num_shards} would move keys")
-    else:
-        wanted = config.num_shards
     num_shards = _num_shards(wanted, recorded, input_records, config, shard_dir)
     class_list = _class_list(config)
-    if source.prepared and "classes" in publisher:  # the publisher's class list decides the labels
-        class_list = classes.ClassList(publisher["classes"]["wnids"], publisher["classes"]["source"])
-    listing = imagenet.plan_listing(config.imagenet, class_list) if with_images else []
+    if publisher is not None and publisher.classes is not None:  # the publisher's class list decides the labels
+        class_list = publisher.classes
+    listing = imagenet.plan_listing(config.imagenet, class_list) if config.imagenet is not None else []
     return BuildPlan(
         config=config,
         source=source,
+        publisher=publisher,
         input_records=input_records,
         shard_dir=shard_dir,
         num_shards=num_shards,
@@ -157,9 +175,10 @@ def _num_shards(
     return layout.derive_num_shards(input_records, config.shard_size, config.min_shards)
 
 
-def _class_list(config: BuildConfig) -> classes.ClassList:
+def _class_list(config: BuildConfig) -> ClassList:
     if config.classes == "ilsvrc2012":
         return classes.ilsvrc2012()
     if config.classes == "all":
-        return classes.ClassList(imagenet.source_wnids(config.imagenet), "all")  # type: ignore[arg-type]
+        assert config.imagenet is not None  # BuildConfig refuses --classes all without --imagenet
+        return ClassList(imagenet.source_wnids(config.imagenet), "all")
     return classes.read_class_file(config.classes)

@@ -18,13 +18,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from imagenet_captions import layout, trace
 from imagenet_captions.build.plan import BuildPlan
 from imagenet_captions.outcomes import IMAGES, RECORDS, Drop, Tally
+from imagenet_captions.records import Published, Record
 from imagenet_captions.shards import incremental
-from imagenet_captions.shards.join import DROPPED, IMAGE, RECORD, SEED, join_shard
+from imagenet_captions.shards.join import DROPPED, IMAGE, RECORD, SEED, ShardItem, join_shard
 from imagenet_captions.shards.outputs import naming_output
 from imagenet_captions.shards.writer import ShardResult, samples_digest, write_shard
 from imagenet_captions.sources import imagenet
@@ -53,30 +54,33 @@ def seeds(plan: BuildPlan) -> list[tuple[int, tuple[str, str, None]]]:
 
 
 def read_part(plan: BuildPlan, stage: TextStage | None, part: Any) -> Iterator[Tagged]:
-    """Read one metadata part and run the text stage on it (unless the source is prepared)."""
+    """Read one metadata part and, when the plan cleans text (``stage`` is then given), run the text
+    stage on it; a text release's published records go to their shards as they are."""
     tally = Tally()
-    if stage is not None and not plan.source.prepared:
+    if plan.cleans_text:
         tally.text = TextStats()
-    owners = stage is not None and stage.options.owner_duplicates != "keep" and not plan.source.prepared
     for item in plan.source.read(part):
         tally.inputs[RECORDS] += 1
-        if isinstance(item, dict) and item["wnid"] not in plan.classes:
-            item = Drop(RECORDS, "unknown_class", item["key"], item["wnid"])
         if isinstance(item, Drop):
             yield from _dropped(plan, tally, item)
-        elif plan.source.prepared:
-            yield _to_shard(plan, RECORD, item["key"], item)
-        elif owners:
-            assert stage is not None
-            record, dropped, changed = stage.prepare(item)
-            if record is None:
-                yield from _text_outcome(plan, tally, dropped)  # type: ignore[arg-type]
-            elif item.get("owner"):
-                yield OWNER, (_owner_bucket(item["owner"]), (item["owner"], record, changed))
+            continue
+        record = item.record if isinstance(item, Published) else item
+        if record["wnid"] not in plan.classes:
+            yield from _dropped(plan, tally, Drop(RECORDS, "unknown_class", record["key"], record["wnid"]))
+        elif isinstance(item, Published):
+            yield _to_shard(plan, RECORD, record["key"], item)
+        elif plan.dedupes_owners:
+            assert stage is not None  # the plan cleans text: the graph gave the stage
+            cleaned, dropped, changed = stage.prepare(item)
+            if cleaned is None:
+                assert dropped is not None  # prepare returns a record or why it has none
+                yield from _text_outcome(plan, tally, dropped)
+            elif owner := item.get("owner"):
+                yield OWNER, (_owner_bucket(owner), (owner, cleaned, changed))
             else:
-                yield from _text_outcome(plan, tally, stage.finish(record, changed))
+                yield from _text_outcome(plan, tally, stage.finish(cleaned, changed))
         else:
-            assert stage is not None
+            assert stage is not None  # the plan cleans text: the graph gave the stage
             yield from _text_outcome(plan, tally, stage.process(item))
     trace.note("read", part)
     if tally.text is not None:
@@ -95,8 +99,8 @@ def finish_owners(plan: BuildPlan, stage: TextStage, items: Iterable[tuple[str, 
         kept, dropped = dedupe_owner(by_owner[owner], o.owner_duplicates, o.near_duplicate_threshold)
         for record, changed in kept:
             yield from _text_outcome(plan, tally, stage.finish(record, changed))
-        for key, changed in dropped:
-            yield from _text_outcome(plan, tally, TextOutcome(None, OWNER_DUPLICATE, changed, key))
+        for key, steps in dropped:
+            yield from _text_outcome(plan, tally, TextOutcome(None, OWNER_DUPLICATE, steps, key))
     yield TALLY, tally
 
 
@@ -107,7 +111,8 @@ def _owner_bucket(owner: str) -> int:
 def _text_outcome(plan: BuildPlan, tally: Tally, outcome: TextOutcome) -> Iterator[Tagged]:
     tally.text.add(outcome)
     if outcome.record is not None:
-        record = {**outcome.record, "label": plan.classes.label(outcome.record["wnid"])}
+        label = plan.classes.label(outcome.record["wnid"])
+        record = cast(Record, {**outcome.record, "label": label})  # the text stage's fields and the label
         yield _to_shard(plan, RECORD, record["key"], record)
     else:
         yield from _dropped(plan, tally, Drop(RECORDS, outcome.reason or "unknown", outcome.key))
@@ -133,7 +138,7 @@ def list_images(plan: BuildPlan, part: imagenet.ListingPart) -> Iterator[Tagged]
     yield TALLY, tally
 
 
-def write_one_shard(plan: BuildPlan, index: int, items: Iterable[tuple[str, str, Any]]) -> Tally:
+def write_one_shard(plan: BuildPlan, index: int, items: Iterable[ShardItem]) -> Tally:
     """Join one shard's items, then write the shard, or keep it when its input digest is unchanged.
 
     A file that cannot be written (a full disk) ends the build with one line naming it
@@ -143,7 +148,7 @@ def write_one_shard(plan: BuildPlan, index: int, items: Iterable[tuple[str, str,
     tally = Tally()
     for d in drops:
         tally.drop(d)
-    samples.sort(key=lambda s: layout.order_key(s[0]["key"]))
+    samples.sort(key=lambda s: layout.order_key(s.key))
     digest = samples_digest(samples, plan.output_options)
     stem = layout.shard_stem(index)
     prev = plan.previous.get(stem)

@@ -16,9 +16,12 @@ import io
 import os
 from collections.abc import Sequence
 from contextlib import suppress
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from imagenet_captions import fsio
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 class HashingFile(io.RawIOBase):
@@ -53,8 +56,8 @@ class HashingFile(io.RawIOBase):
     def tell(self) -> int:
         return self.size
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        return self.writev((data,))
+    def write(self, data: ReadableBuffer) -> int:
+        return self.writev((memoryview(data).cast("B"),))  # bytes, whatever the buffer's item size
 
     def writev(self, pieces: Sequence[bytes | bytearray | memoryview]) -> int:
         """Write ``pieces`` in one ``writev`` (more only if the kernel takes less) and hash them."""

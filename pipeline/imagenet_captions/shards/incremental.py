@@ -37,7 +37,8 @@ def recorded_shards(shard_dir: str) -> tuple[int | None, dict[str, dict[str, Any
     ``--out``). A commit record that is not one is a crash while it was written: the shard it
     would have recorded is written again (neither it nor the manifest's older entry is trusted)."""
     path = fsio.join(shard_dir, MANIFEST_FILE)
-    num_shards, entries = None, {}
+    num_shards: int | None = None
+    entries: dict[str, dict[str, Any]] = {}
     if fsio.exists(path):
         num_shards, entries = _read_manifest(path)
     commits = fsio.join(shard_dir, COMMITS_DIR)

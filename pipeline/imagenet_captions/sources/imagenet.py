@@ -38,11 +38,12 @@ from imagenet_captions import fsio
 from imagenet_captions.classes import WNID_RE, parse_image_id, wnid_to_label
 from imagenet_captions.errors import UsageError
 from imagenet_captions.outcomes import IMAGES, Drop
+from imagenet_captions.records import ImageRef
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg")
 
 #: One entry of the listing: an image reference (see :func:`image_ref`) or why it is not one.
-Listed = dict[str, Any] | Drop
+Listed = ImageRef | Drop
 
 
 def image_ref(
@@ -52,10 +53,10 @@ def image_ref(
     offset: int | None = None,
     size: int | None = None,
     mtime_ns: int | None = None,
-) -> dict[str, Any]:
+) -> ImageRef:
     """Where an image's bytes are. Size and modification time make a changed file change its shard's
     input digest (incremental builds); a tar member's identity is its tar, offset and size."""
-    ref = {"key": key, "wnid": wnid, "path": path, "offset": offset, "size": size}
+    ref: ImageRef = {"key": key, "wnid": wnid, "path": path, "offset": offset, "size": size}
     if mtime_ns is not None:
         ref["mtime_ns"] = mtime_ns
     return ref
@@ -104,7 +105,8 @@ def list_top_level(root: str | Path) -> tuple[list[str], list[Listed]]:
     if fsio.is_remote(str(root)):
         return _list_top_level_remote(str(root))
     top = train_folder(root)
-    folders, others = [], []
+    folders: list[str] = []
+    others: list[Listed] = []
     for entry in sorted(os.scandir(top), key=lambda e: e.name):
         if entry.is_symlink():
             others.append(_link(entry.name, entry.path))
@@ -255,7 +257,7 @@ def list_inner_tar(inner: InnerTar, known: Container[str] | None = None) -> Iter
                 for m in tf:
                     listed = _classify_member(inner.path, m, stem, known)
                     if isinstance(listed, dict):
-                        listed["offset"] += inner.offset
+                        listed["offset"] = (listed["offset"] or 0) + inner.offset
                         yield listed
                     elif isinstance(listed, Drop):
                         yield listed
@@ -322,20 +324,21 @@ class ImageReader:
         self._handles: dict[str, int] = {}
         self._lock = threading.Lock()  # the shard writer reads from several threads
 
-    def read(self, ref: dict[str, Any]) -> bytes:
+    def read(self, ref: ImageRef) -> bytes:
         if fsio.is_remote(ref["path"]):
             return _read_remote(ref)
         if ref.get("offset") is None:
             return _read_whole(ref["path"], ref.get("size"))
+        offset, size = _member(ref)
         fd = self._handles.get(ref["path"])
         if fd is None:
             with self._lock:
                 fd = self._handles.get(ref["path"])
                 if fd is None:
                     fd = self._handles[ref["path"]] = os.open(ref["path"], os.O_RDONLY)
-        data = os.pread(fd, ref["size"], ref["offset"])
-        if len(data) != ref["size"]:
-            raise OSError(f"short read: {len(data)} of {ref['size']} bytes at offset {ref['offset']}")
+        data = os.pread(fd, size, offset)
+        if len(data) != size:
+            raise OSError(f"short read: {len(data)} of {size} bytes at offset {offset}")
         return data
 
     def close(self) -> None:
@@ -378,16 +381,25 @@ def _list_class_folder_remote(folder: str, known: Container[str] | None) -> Iter
             yield image_ref(named[0], named[1], meta.path, None, meta.size_in_bytes, int(updated * 1e9))
 
 
-def _read_remote(ref: dict[str, Any]) -> bytes:
+def _read_remote(ref: ImageRef) -> bytes:
     """An image in an object store (gs://, s3://): the whole object, or a range of a tar."""
     with fsio.open_read(ref["path"]) as f:
         if ref.get("offset") is None:
             return f.read()
-        f.seek(ref["offset"])
-        data = f.read(ref["size"])
-    if len(data) != ref["size"]:
-        raise OSError(f"short read: {len(data)} of {ref['size']} bytes at offset {ref['offset']}")
+        offset, size = _member(ref)
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        raise OSError(f"short read: {len(data)} of {size} bytes at offset {offset}")
     return data
+
+
+def _member(ref: ImageRef) -> tuple[int, int]:
+    """The offset and size of a tar member's bytes (the listing gives a member's reference both)."""
+    offset, size = ref.get("offset"), ref.get("size")
+    if offset is None or size is None:
+        raise OSError(f"a member of {ref['path']} without its offset and size")
+    return offset, size
 
 
 _MAX_READ = 0x7FFFF000  # Linux returns at most this much from one read(2)

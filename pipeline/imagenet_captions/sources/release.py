@@ -21,6 +21,7 @@ from imagenet_captions.flickr.release_json import (  # noqa: F401 - the names th
     open_release,
 )
 from imagenet_captions.outcomes import RECORDS, Drop
+from imagenet_captions.records import RawRecord
 
 
 def count_release_records(path: str | Path) -> int:
@@ -32,7 +33,7 @@ RELEASE_FIELDS = ("filename", "title", "tags", "description", "wnid")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
-def to_raw_record(item: Any) -> dict[str, Any] | Drop:
+def to_raw_record(item: Any) -> RawRecord | Drop:
     """A release item as a raw record, or the :class:`Drop` that names what is wrong with it.
 
     The raw record has ``key``, ``wnid``, ``title``, ``tags``, ``description`` and the optional
@@ -57,7 +58,7 @@ def to_raw_record(item: Any) -> dict[str, Any] | Drop:
     return text_record(stem, wnid, item)
 
 
-def text_record(key: str, wnid: str, fields: dict[str, Any]) -> dict[str, Any] | Drop:
+def text_record(key: str, wnid: str, fields: dict[str, Any]) -> RawRecord | Drop:
     """The raw record of ``key`` from release-shaped ``fields`` (title, tags, description and the
     optional photo_id, license, owner), or ``malformed_record`` when a text field has the wrong type.
     Shared by the release file and the harvested response store, so both coerce alike."""
@@ -92,8 +93,6 @@ class ReleaseSource:
     stage that follows in the same worker, and it spreads the records over the workers right
     after the read (one part would put every record's cleaning on one thread)."""
 
-    prepared = False
-
     def __init__(self, path: str):
         self.path = path
         self._count: int | None = None
@@ -106,7 +105,11 @@ class ReleaseSource:
     def parts(self, n: int) -> list[tuple[int, int]]:
         return item_ranges(self.count(), n)
 
-    def read(self, part: tuple[int, int]) -> Iterator[dict[str, Any] | Drop]:
+    def publisher(self) -> None:
+        """None: the release file's records are raw, the build cleans them."""
+        return None
+
+    def read(self, part: tuple[int, int]) -> Iterator[RawRecord | Drop]:
         start, stop = part
         for i, item in enumerate(iter_release_items(self.path)):
             if i >= stop:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from imagenet_captions import fsio
 from imagenet_captions.classes import parse_image_id
 from imagenet_captions.errors import UsageError
 from imagenet_captions.flickr import store
 from imagenet_captions.outcomes import RECORDS, Drop
+from imagenet_captions.records import RawRecord
 from imagenet_captions.sources.release import item_ranges, text_record
 
 
@@ -27,8 +27,6 @@ class ResponsesSource:
     """A response store read as ``(image id, answer)`` pairs sorted by image id; a part is a range of
     those pairs. Choosing the effective answers reads the store without the answers' JSON; only the
     ``ok`` answers of the part's range are parsed, in a second pass over the segments."""
-
-    prepared = False
 
     def __init__(self, path: str, as_of: datetime | None):
         self.path, self.as_of = path, as_of
@@ -44,7 +42,11 @@ class ResponsesSource:
     def parts(self, n: int) -> list[tuple[int, int]]:
         return item_ranges(self.count(), n)
 
-    def read(self, part: tuple[int, int]) -> Iterator[dict[str, Any] | Drop]:
+    def publisher(self) -> None:
+        """None: harvested answers are raw, the build cleans them."""
+        return None
+
+    def read(self, part: tuple[int, int]) -> Iterator[RawRecord | Drop]:
         start, stop = part
         answers = store.effective_answers(self.path, self.as_of, with_raw=False)
         pairs = sorted(
