@@ -51,8 +51,9 @@ SHARD, CLASS, TALLY = "shard", "class", "tally"
 SEED, SPILL, KEPT = "seed", "spill", "kept"
 #: Matched rows a part holds before it writes them to its spill file, all shards together.
 FLUSH_ROWS = 65_536
-#: The spill files' compression: lz4 costs little and halves what goes to the disk and back.
-SPILL_COMPRESSION = "lz4"
+#: The spill files' compression: none; lz4 cost more CPU in the part and the writer than it saved
+#: in bytes (docs/match.md): the matched rows are a small part of a caption corpus.
+SPILL_COMPRESSION: str | None = None
 #: The corpus file of a row is the high bits of its position, its row within the file the low ones.
 POS_SHIFT = 40
 #: What the report says of a labelled row (release kinds): whether its caption names its class.
