@@ -130,7 +130,7 @@ def make_plan(config: BuildConfig, workers: int = 1) -> BuildPlan:
     recorded, previous = incremental.recorded_shards(shard_dir)
     image, wanted = config.image, config.num_shards
     publisher = source.publisher()
-    if publisher is not None:  # a text release: the publisher's shard count and image options, so bytes match
+    if publisher is not None:  # a text release: its publisher's shard count and image options, its bytes
         image = publisher.image
         if config.image != ImageOptions() and config.image != image:
             raise UsageError("a text-release rebuild uses the publisher's image options: drop --resize and the like")
@@ -139,7 +139,7 @@ def make_plan(config: BuildConfig, workers: int = 1) -> BuildPlan:
             raise UsageError(f"the release has {wanted} shards; --num-shards {config.num_shards} would move keys")
     num_shards = _num_shards(wanted, recorded, input_records, config, shard_dir)
     class_list = _class_list(config)
-    if publisher is not None and publisher.classes is not None:  # the publisher's class list decides the labels
+    if publisher is not None and publisher.classes is not None:  # the publisher's labels
         class_list = publisher.classes
     listing = imagenet.plan_listing(config.imagenet, class_list) if config.imagenet is not None else []
     return BuildPlan(

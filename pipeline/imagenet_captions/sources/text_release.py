@@ -50,7 +50,8 @@ class TextReleaseSource:
             self._files = {stem: entry["parquet"]["path"] for stem, entry in sorted(self.manifest["shards"].items())}
         except (ValueError, KeyError, TypeError) as e:
             raise UsageError(f"{path}/{MANIFEST} is not a release manifest: {type(e).__name__}: {e}") from None
-        self._publisher = _publisher(self.num_shards, self.manifest["build"].get("options"), f"{path}/{MANIFEST}")
+        options = self.manifest["build"].get("options")
+        self._publisher = _publisher(self.num_shards, options, f"{path}/{MANIFEST}")
         self._count: int | None = None
 
     def publisher(self) -> Publisher:
