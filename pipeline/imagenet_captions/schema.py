@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def column_names(name: str = SCHEMA_FILE) -> list[str]:
     return [f["name"] for f in schema_spec(name)["fields"]]
 
 
-def to_table(rows: list[dict[str, Any]], name: str = SCHEMA_FILE) -> pa.Table:
+def to_table(rows: Sequence[Mapping[str, Any]], name: str = SCHEMA_FILE) -> pa.Table:
     """Rows (dicts with at least the non-nullable columns) as a table of the schema; extra keys are an error."""
     names = column_names(name)
     extra = {k for r in rows for k in r} - set(names)

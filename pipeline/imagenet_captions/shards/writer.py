@@ -144,7 +144,7 @@ def write_shard(
                 files.append(write_tar(f"{path}.tar", members))
         else:
             rows = [s.record for s in samples]
-        files.insert(0, write_parquet(f"{path}.parquet", schema.to_table(rows)))  # type: ignore[arg-type]
+        files.insert(0, write_parquet(f"{path}.parquet", schema.to_table(rows)))
         commit_all(files)
     except BaseException:
         discard_all(files)
