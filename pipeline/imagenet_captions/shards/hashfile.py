@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING
 from imagenet_captions import fsio
 
 if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 
 class HashingFile(io.RawIOBase):
@@ -160,13 +160,14 @@ class HashingReader(io.RawIOBase):
             self._hash.update(block)
             self._hashed += len(block)
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         if self._pos > self._hashed:
             self._catch_up(self._pos)
+        out = memoryview(buffer).cast("B")  # bytes, whatever the buffer's item size
         self._raw.seek(self._pos)
-        data = self._raw.read(len(buffer))
+        data = self._raw.read(len(out))
         n = len(data)
-        buffer[:n] = data
+        out[:n] = data
         if self._pos <= self._hashed < self._pos + n:
             self._hash.update(memoryview(data)[self._hashed - self._pos :])
             self._hashed = self._pos + n
