@@ -26,7 +26,7 @@ def class_index() -> list[tuple[str, str]]:
     )
     pairs = [tuple(raw[str(i)]) for i in range(len(raw))]
     assert [w for w, _ in pairs] == sorted(w for w, _ in pairs), "class index must be in sorted wnid order"
-    return pairs  # type: ignore[return-value]
+    return pairs
 
 
 @functools.lru_cache(maxsize=1)

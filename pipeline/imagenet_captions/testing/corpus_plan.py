@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from importlib import resources
-from typing import Any
+from typing import Literal, TypedDict
 
 FREQ_FILES = {
     "all": "class_frequency_incaps_imagenet_ori.txt",
@@ -23,6 +23,21 @@ FREQ_FILES = {
     "title_or_tags": "class_frequency_incaps_no_description_imagenet_ori.txt",
 }
 RELEASE_TOTALS = {"all": 448_896, "title": 443_012, "tags": 408_671, "description": 267_848}
+
+TextField = Literal["title", "tags", "description"]
+TEXT_FIELDS: tuple[TextField, ...] = ("title", "tags", "description")
+
+
+class ClassPlan(TypedDict):
+    """One class's counts: records, records with each text field, and the release's pairwise unions
+    (title or tags, title or description, tags or description), or None once scaled, since scaling
+    each union on its own would not keep the three fields' Venn regions consistent."""
+
+    n: int
+    title: int
+    tags: int
+    description: int
+    unions: tuple[int, int, int] | None
 
 
 def _freqs(name: str) -> list[int]:
@@ -50,25 +65,26 @@ def _scale(counts: list[int], total: int) -> list[int]:
     return out
 
 
-def class_plan(records: int | None = None) -> list[dict[str, int]]:
+def class_plan(records: int | None = None) -> list[ClassPlan]:
     """Per class (label order): n, and how many records have title, tags, description, and each
     Venn region. Exact release counts when ``records`` is None or the full size."""
     f = {k: _freqs(k) for k in FREQ_FILES}
     full = sum(f["all"])
     n_per_class = f["all"] if records is None or records >= full else _scale(f["all"], records)
-    plan = []
+    plan: list[ClassPlan] = []
     for c in range(1000):
         N = n_per_class[c]
+        unions: tuple[int, int, int] | None
         if f["all"][c] == N:
             T, G, D = f["title"][c], f["tags"][c], f["description"][c]
             unions = (f["title_or_tags"][c], f["title_or_description"][c], f["tags_or_description"][c])
         else:  # scaled: keep each field's rate, drop the pairwise unions
             base = max(1, f["all"][c])
-            T, G, D = (round(f[k][c] * N / base) for k in ("title", "tags", "description"))
+            T, G, D = (round(f[k][c] * N / base) for k in TEXT_FIELDS)
             unions = None
-        plan.append({"n": N, "title": T, "tags": G, "description": D, "unions": unions})  # type: ignore[dict-item]
+        plan.append({"n": N, "title": T, "tags": G, "description": D, "unions": unions})
     if records is not None and records < full:  # fix rounding so the field totals scale exactly too
-        for k in ("title", "tags", "description"):
+        for k in TEXT_FIELDS:
             target = round(RELEASE_TOTALS[k] * records / full)
             diff = target - sum(p[k] for p in plan)
             step = 1 if diff > 0 else -1
@@ -82,7 +98,7 @@ def class_plan(records: int | None = None) -> list[dict[str, int]]:
     return plan
 
 
-def regions(p: dict[str, Any], rng: random.Random) -> list[tuple[bool, bool, bool]]:
+def regions(p: ClassPlan, rng: random.Random) -> list[tuple[bool, bool, bool]]:
     """(has title, has tags, has description) for each record of a class, in random order."""
     N, T, G, D = p["n"], p["title"], p["tags"], p["description"]
     if p["unions"] is not None:

@@ -76,6 +76,14 @@ class _OwnerDedupeFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_DROPPED, TextOutcome(None, OWNER_DUPLICATE, changed, key))
 
 
+class _HasOwnerFn(beam.PartitionFn):
+    """Partition 0: records with no owner (nothing to dedupe them against); 1: the rest."""
+
+    def partition_for(self, element: Any, num_partitions: int, *args: Any, **kwargs: Any) -> int:
+        owner, _ = element  # (owner or None, (record, changed)), as _PrepareFn yields it
+        return 0 if owner is None else 1
+
+
 class TextStatsFn(beam.CombineFn):
     """Combines TextOutcomes into one stats dict (``TextStats`` does the work)."""
 
@@ -116,9 +124,7 @@ class CleanText(beam.PTransform):
             outcomes = raws | "Process" >> beam.ParDo(_ProcessFn(o))
         else:
             prepared = raws | "Prepare" >> beam.ParDo(_PrepareFn(o)).with_outputs(_DROPPED, main="ready")
-            by_owner = prepared["ready"] | "SplitOwner" >> beam.Partition(
-                lambda kv, _n: 0 if kv[0] is None else 1, 2
-            )
+            by_owner = prepared["ready"] | "SplitOwner" >> beam.Partition(_HasOwnerFn(), 2)
             deduped = (
                 by_owner[1]
                 | "GroupByOwner" >> beam.GroupByKey()

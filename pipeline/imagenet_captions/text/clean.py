@@ -270,7 +270,7 @@ def clean_field(
             return text
         hidden = redact(text)
         if hidden != text:
-            changed.add(REDACTED)  # type: ignore[union-attr]
+            changed.add(REDACTED)
         return hidden
 
     s = hide(s)
@@ -279,7 +279,7 @@ def clean_field(
 
     def step(name: str, before: str, after: str) -> str:
         if after != before:
-            changed.add(name)  # type: ignore[union-attr]
+            changed.add(name)
             after = hide(after)
         return after
 
