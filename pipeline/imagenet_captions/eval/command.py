@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _write_json(path: str, obj) -> None:
+def _write_json(path: str, obj: object) -> None:
     """Whole file or nothing (the project's one writer); a missing folder is the user's mistake."""
     target = Path(path)
     if target.parent and not target.parent.exists():

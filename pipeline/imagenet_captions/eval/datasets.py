@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,12 +65,17 @@ class EvalSet:
         return len(self.paths)
 
 
+# A class folder's name -> its targets (the sorted-order labels that count as right); () for a folder
+# of the dataset that maps to no ImageNet class; None for a folder that is not a class of the dataset.
+FolderParser = Callable[[str], tuple[int, ...] | None]
+
+
 def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _class_folders(
-    root: Path, parse, dataset: str
+    root: Path, parse: FolderParser, dataset: str
 ) -> tuple[list[str], list[tuple[int, ...]], dict[str, int]]:
     """Walk ``root/<class>/...``; ``parse(folder) -> targets or None`` (None: not a class folder)."""
     if not root.is_dir():
@@ -109,7 +115,7 @@ def _class_folders(
     return paths, targets, skipped
 
 
-def _wnid_parser(allowed: set[str] | None):
+def _wnid_parser(allowed: set[str] | None) -> FolderParser:
     labels = wnid_to_label()
 
     def parse(folder: str) -> tuple[int, ...] | None:

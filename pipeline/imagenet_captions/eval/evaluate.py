@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,11 +15,14 @@ from imagenet_captions.eval.datasets import SUBSET_CLASSES, locate, read_dataset
 from imagenet_captions.eval.heads import Head
 from imagenet_captions.eval.inference import Scorer, run_set
 
+if TYPE_CHECKING:
+    from imagenet_captions.train.checkpoint import LoadedModel
+
 log = logging.getLogger(__name__)
 
 
 def evaluate(
-    loaded,
+    loaded: LoadedModel,
     data_root: str | Path,
     datasets: Sequence[str] | None = None,
     overrides: Mapping[str, str] | None = None,
@@ -35,18 +39,19 @@ def evaluate(
     recorded in ``details``).
     """
     explicit = datasets is not None
-    names = list(datasets) if explicit else list(DATASETS)
+    names = list(datasets) if datasets is not None else list(DATASETS)
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
         raise UsageError(f"unknown dataset(s) {', '.join(unknown)}; expected some of {', '.join(DATASETS)}")
     found = {n: locate(data_root, n, dict(overrides or {})) for n in names}
-    missing = [n for n, p in found.items() if p is None or not Path(p).is_dir()]
+    located = {n: p for n, p in found.items() if p is not None and Path(p).is_dir()}
+    missing = [n for n in found if n not in located]
     if missing and explicit:
         raise UsageError(f"not found under {data_root}: {', '.join(missing)} (use --path NAME=DIR)")
     present = [n for n in names if n not in missing]
     if not present:
         raise UsageError(f"no evaluation dataset found under {data_root}")
-    sets = {n: read_dataset(n, found[n], imagenet_labels) for n in present}  # read all first: fail early
+    sets = {n: read_dataset(n, located[n], imagenet_labels) for n in present}  # read all first: fail early
     device = loaded.device if isinstance(loaded.device, torch.device) else torch.device(loaded.device)
     head = Head(loaded, templates=templates)
     result: dict = {}

@@ -15,11 +15,15 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from imagenet_captions.classes import wnids as imagenet_wnids
+
+if TYPE_CHECKING:
+    from imagenet_captions.train.checkpoint import LoadedModel
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,7 +63,9 @@ def zero_shot_weights(
 class Head:
     """images (preprocessed, on the device) -> [B, 1000] logits in sorted-wnid order."""
 
-    def __init__(self, loaded, classes_per_batch: int = 50, templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedModel, classes_per_batch: int = 50, templates: Sequence[str] | None = None
+    ) -> None:
         self.loaded = loaded
         self.kind = loaded.kind
         all_wnids = imagenet_wnids()

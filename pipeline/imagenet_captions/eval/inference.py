@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,11 +31,14 @@ from imagenet_captions.train import resources
 from imagenet_captions.train.device_decode import wait_for_stream
 from imagenet_captions.train.resources import SAMPLE_OVERHEAD, fit_workers, mean_file_bytes
 
+if TYPE_CHECKING:
+    from torchvision.transforms import InterpolationMode
+
 log = logging.getLogger(__name__)
 _JPEG_MAGIC = b"\xff\xd8"
 
 
-def _interpolation(name: str):
+def _interpolation(name: str) -> InterpolationMode:
     from torchvision.transforms import InterpolationMode
 
     return InterpolationMode(str(name).lower())
@@ -56,8 +60,8 @@ def cpu_transform(preprocess: Mapping, border: int = 0) -> Callable[[bytes], tor
     tf = T.Compose(steps)
 
     def run(data: bytes) -> torch.Tensor:
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            im = opened.convert("RGB")
             if border:
                 im = ImageOps.crop(im, border=border)
             return tf(im)
@@ -83,7 +87,7 @@ class _Files(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None]:
         with open(self.paths[i], "rb") as fh:
             data = fh.read()
         if self.gpu_jpeg and data[:2] == _JPEG_MAGIC:
@@ -95,7 +99,7 @@ class _Files(torch.utils.data.Dataset):
             return i, None
 
 
-def _collate(items) -> dict:
+def _collate(items: Sequence[tuple[int, torch.Tensor | None]]) -> dict[str, Any]:
     """A batch as a few tensors, not one per image.
 
     One tensor per image would cross from a worker as one shared-memory handle each, and a deep
@@ -104,15 +108,15 @@ def _collate(items) -> dict:
     already preprocessed (``image_pos``); positions in neither were unreadable.
     """
     idx = [i for i, _ in items]
-    blob_pos = [k for k, (_, x) in enumerate(items) if x is not None and x.dim() == 1]
-    image_pos = [k for k, (_, x) in enumerate(items) if x is not None and x.dim() == 3]
+    blobs = [(k, x) for k, (_, x) in enumerate(items) if x is not None and x.dim() == 1]
+    images = [(k, x) for k, (_, x) in enumerate(items) if x is not None and x.dim() == 3]
     return {
         "idx": idx,
-        "blobs": torch.cat([items[k][1] for k in blob_pos]) if blob_pos else None,
-        "blob_sizes": [len(items[k][1]) for k in blob_pos],
-        "blob_pos": blob_pos,
-        "images": torch.stack([items[k][1] for k in image_pos]) if image_pos else None,
-        "image_pos": image_pos,
+        "blobs": torch.cat([x for _, x in blobs]) if blobs else None,
+        "blob_sizes": [len(x) for _, x in blobs],
+        "blob_pos": [k for k, _ in blobs],
+        "images": torch.stack([x for _, x in images]) if images else None,
+        "image_pos": [k for k, _ in images],
     }
 
 
@@ -313,7 +317,7 @@ def run_set(
             idx = collated["idx"]
             kept, batch = prepare_batch(collated, gpu)
             unreadable += len(idx) - len(collated["blob_pos"]) - len(collated["image_pos"])
-            if not kept:
+            if batch is None:  # nothing in this batch decoded
                 continue
             logits = head(batch.to(device, non_blocking=True)).float()
             batch_targets = [targets[idx[k]] for k in kept]

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imagenet_captions.eval import SHIFTS
 from imagenet_captions.eval.robustness import BASELINES, Y_COLUMN, fit, logit, testbed_models
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 TITLES = {
     "imagenet-v2": "ImageNetV2",
@@ -34,7 +38,7 @@ LINE_STYLE = {"standard": ("tab:red", "-"), "with-low-accuracy": ("tab:orange", 
 TICKS = [1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99]
 
 
-def _percent_ticks(ax, lo: float, hi: float, axis: str) -> None:
+def _percent_ticks(ax: Axes, lo: float, hi: float, axis: str) -> None:
     ticks = [t for t in TICKS if lo <= t / 100 <= hi]
     locs = logit(np.array(ticks) / 100)
     if axis == "x":

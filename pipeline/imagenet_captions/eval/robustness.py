@@ -29,6 +29,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,9 @@ class Line:
         }
 
 
-def fit_line(x: np.ndarray, y: np.ndarray, names: Iterable[str] = (), domain=(0.0, 1.0)) -> Line:
+def fit_line(
+    x: np.ndarray, y: np.ndarray, names: Iterable[str] = (), domain: tuple[float, float] = (0.0, 1.0)
+) -> Line:
     """Ordinary least squares of logit(y) on logit(x) (what the testbed's ``linregress`` does)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.size < 3:
@@ -173,7 +176,7 @@ class Fit:
         return (min(ln.x_range[0] for ln in self.lines), max(ln.x_range[1] for ln in self.lines))
 
     def to_json(self) -> dict:
-        out = {"x": self.x_column, "y": self.y_column, "transform": "logit"}
+        out: dict[str, Any] = {"x": self.x_column, "y": self.y_column, "transform": "logit"}
         if self.pivot is None:
             out.update(self.lines[0].to_json())
         else:
@@ -294,9 +297,10 @@ def effective_robustness(
     warnings: list[str] = []
     per_shift: dict[str, dict] = {}
     for shift in (*SHIFTS, "mean"):
+        y: float | None
         if shift == "mean":
-            ys = [_resolve(accuracies, s) for s in SHIFTS]
-            if any(y is None for y in ys):
+            ys = [v for v in (_resolve(accuracies, s) for s in SHIFTS) if v is not None]
+            if len(ys) < len(SHIFTS):
                 notes.append("mean: skipped, it needs all five shifts")
                 continue
             y = float(np.mean(ys))

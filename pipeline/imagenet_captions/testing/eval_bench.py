@@ -144,7 +144,10 @@ def measure_inference(
             yield from loader
 
     def prepare(batch: dict) -> torch.Tensor:
-        return prepare_batch(batch, gpu)[1]
+        images = prepare_batch(batch, gpu)[1]
+        if images is None:  # the bench's images are all made to decode
+            raise RuntimeError("a benchmark batch in which no image decoded")
+        return images
 
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=on_gpu)
     it = batches()
