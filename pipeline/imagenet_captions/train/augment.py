@@ -58,7 +58,7 @@ def decode_crop_pil(data: bytes, aug: Augment, rng: random.Random) -> np.ndarray
     smallest DCT scale that still leaves the crop at least ``size`` pixels, so small crops of big
     photos cost a fraction of a full decode. Greyscale and CMYK images come out RGB.
     """
-    im = Image.open(io.BytesIO(data))
+    im: Image.Image = Image.open(io.BytesIO(data))
     w, h = im.size
     top, left, ch, cw = rrc_params(h, w, aug.scale, aug.ratio, rng)
     flip = aug.hflip and rng.random() < 0.5
@@ -68,9 +68,9 @@ def decode_crop_pil(data: bytes, aug: Augment, rng: random.Random) -> np.ndarray
     im = im.convert("RGB")
     out = im.resize(
         (aug.size, aug.size),
-        Image.BILINEAR,
+        Image.Resampling.BILINEAR,
         box=(left * sx, top * sy, (left + cw) * sx, (top + ch) * sy),
     )
     if flip:
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return np.asarray(out)

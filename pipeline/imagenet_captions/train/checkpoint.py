@@ -28,6 +28,7 @@ from torch import nn
 
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
+from imagenet_captions.train.models import as_clip
 
 FORMAT = "imagenet-captions-checkpoint"
 VERSION = 1
@@ -86,13 +87,13 @@ class LoadedModel:
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised image embeddings [N, D] (CLIP only)."""
         self._want("clip")
-        return F.normalize(self.model.encode_image(images.to(self.device)).float(), dim=-1)
+        return F.normalize(as_clip(self.model).encode_image(images.to(self.device)).float(), dim=-1)
 
     @torch.no_grad()
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """L2-normalised text embeddings [N, D] for token ids from ``tokenizer`` (CLIP only)."""
         self._want("clip")
-        return F.normalize(self.model.encode_text(tokens.to(self.device)).float(), dim=-1)
+        return F.normalize(as_clip(self.model).encode_text(tokens.to(self.device)).float(), dim=-1)
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -118,7 +119,7 @@ class LoadedModel:
     def logit_scale(self) -> float:
         """CLIP's learned temperature (exp of the parameter), e.g. to scale zero-shot logits."""
         self._want("clip")
-        return float(self.model.logit_scale.exp().item())
+        return float(as_clip(self.model).logit_scale.exp().item())
 
     def transform(self):
         """A torchvision transform PIL image -> normalised float tensor [3, S, S] per ``preprocess``."""

@@ -33,10 +33,12 @@ def wait_for_stream(device: torch.device) -> None:
         torch.cuda.current_stream(device).synchronize()
 
 
-def crop_params_for_batch(shapes: list[tuple[int, int]], aug: Augment, seed: int) -> list[tuple[int, ...]]:
+def crop_params_for_batch(
+    shapes: list[tuple[int, int]], aug: Augment, seed: int
+) -> list[tuple[int, int, int, int, int]]:
     """Per-image (top, left, h, w, flip) for a device-decoded batch, from the batch's own seed."""
     rng = random.Random(seed)
-    out = []
+    out: list[tuple[int, int, int, int, int]] = []
     for h, w in shapes:
         top, left, ch, cw = rrc_params(h, w, aug.scale, aug.ratio, rng)
         out.append((top, left, ch, cw, int(aug.hflip and rng.random() < 0.5)))
@@ -68,9 +70,9 @@ def device_decode_crop(
                 images.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
             except Exception:
                 images.append(None)
-    decoded: list[torch.Tensor | None] = list(images)
+    decoded: list[torch.Tensor] = []
     corrupt = 0
-    for i, im in enumerate(decoded):
+    for i, im in enumerate(images):
         if im is None or im.ndim != 3 or im.shape[0] != 3:
             fallbacks += 1
             try:
@@ -78,7 +80,8 @@ def device_decode_crop(
             except Exception:  # passed the header check but no decoder reads it: a grey image, counted
                 corrupt += 1
                 arr = np.full((aug.size, aug.size, 3), 128, dtype=np.uint8)
-            decoded[i] = torch.from_numpy(arr.copy()).permute(2, 0, 1).to(device, non_blocking=True)
+            im = torch.from_numpy(arr.copy()).permute(2, 0, 1).to(device, non_blocking=True)
+        decoded.append(im)
     params = crop_params_for_batch([(int(t.shape[1]), int(t.shape[2])) for t in decoded], aug, seed)
     out = torch.empty((len(decoded), 3, aug.size, aug.size), dtype=torch.float32, device=device)
     groups: dict[tuple[int, int], list[int]] = {}

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ class MetricsWriter:
             self.tb = None
 
     def write(self, row: dict[str, Any]) -> None:
-        if not self.enabled:
+        if self.fh is None:  # not enabled
             return
         self.fh.write(json.dumps(row, sort_keys=True) + "\n")
         self.fh.flush()
@@ -255,16 +255,21 @@ def plan_workers(
 
 def setup(options: TrainOptions) -> Run:
     """Process group, model, optimiser, schedule and loader, resumed from a checkpoint when asked."""
-    if options.shards is None or options.out is None:
+    shards, out_dir, model_name = options.shards, options.out, options.model
+    if shards is None or out_dir is None:
         raise UsageError("train needs --shards and --out")
+    if model_name is None:  # TrainOptions refuses this already
+        raise UsageError("give --model or --preset")
     rank, world, device = init_distributed(options.device, options.dist_backend)
-    if options.channels_last is None:
-        options = options.replace(channels_last=device.type == "cuda")
+    channels_last = options.channels_last
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+        options = options.replace(channels_last=channels_last)
     o = options
-    out = Path(o.out)  # made by ``train`` once setup has accepted the run: a refusal leaves nothing
+    out = Path(out_dir)  # made by ``train`` once setup has accepted the run: a refusal leaves nothing
     saved = find_resume(o, out)
-    spec = resolve_shards(o.shards, o.train_num_samples)  # before the model: a wrong path fails fast
-    cfg = model_config(o.model)
+    spec = resolve_shards(shards, o.train_num_samples)  # before the model: a wrong path fails fast
+    cfg = model_config(model_name)
     if o.image_size:
         cfg["image_size"] = o.image_size
     decode = o.decode if o.decode != "auto" else ("device" if device.type == "cuda" else "cpu")
@@ -284,7 +289,7 @@ def setup(options: TrainOptions) -> Run:
     np.random.seed((o.seed + rank) % 2**32)
 
     model = build_model(cfg).to(device)
-    if o.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, o, device)
 
@@ -295,7 +300,7 @@ def setup(options: TrainOptions) -> Run:
         kind=cfg["kind"],
         tokenizer=tokenizer_spec(cfg),
         seed=o.seed,
-        workers=o.workers,
+        workers=plan.workers,
         shuffle_buffer=o.shuffle_buffer,
         resampled=o.resampled,
         decode=decode,
@@ -308,13 +313,18 @@ def setup(options: TrainOptions) -> Run:
         device,
         rank,
         world,
-        channels_last=o.channels_last,
+        channels_last=channels_last,
         worker_prefetch=plan.prefetch,
     )
     spe = loader.steps_per_epoch
     if saved is not None:
         check_resume(saved, o, world, spe)
-    total_steps = o.steps if o.steps else o.epochs * spe
+    if o.steps:
+        total_steps = o.steps
+    elif o.epochs is not None:
+        total_steps = o.epochs * spe
+    else:  # TrainOptions refuses this already
+        raise UsageError("give --steps or --epochs")
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, o, total_steps, spe))
     precision = o.precision if o.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
@@ -333,7 +343,8 @@ def setup(options: TrainOptions) -> Run:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if o.compile:
-        train_model = torch.compile(train_model)
+        # cast: compiling a module gives an OptimizedModule (an nn.Module); torch types it as a callable
+        train_model = cast(nn.Module, torch.compile(train_model))
     loss_fn: nn.Module = (
         make_clip_loss(rank, world) if cfg["kind"] == "clip" else ClassifierLoss(o.label_smoothing)
     )

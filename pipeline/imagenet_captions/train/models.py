@@ -11,7 +11,8 @@ text_cfg) copied into our config, not from open_clip's registry name, for the sa
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -97,6 +98,25 @@ class TinyCNN(nn.Module):
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
+class ClipModel(Protocol):
+    """What we use of a CLIP model (open_clip's ``CLIP``, ours or pretrained).
+
+    ``nn.Module`` types every attribute it looks up as ``Tensor | Module``, so a call to
+    ``model.encode_image`` does not type-check on a plain module; :func:`as_clip` names the methods.
+    """
+
+    logit_scale: nn.Parameter
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor: ...
+
+
+def as_clip(model: nn.Module) -> ClipModel:
+    """``model`` seen as a CLIP model; only for a model whose config kind is ``clip``."""
+    return cast(ClipModel, model)
+
+
 def build_model(config: dict[str, Any]) -> nn.Module:
     """A freshly initialised model from a config made by ``model_config`` (or read from a checkpoint)."""
     if config["kind"] == "clip":
@@ -150,7 +170,11 @@ def tokenizer_spec(config: dict[str, Any]) -> dict[str, Any] | None:
     return {"type": "open_clip", "name": "RN50", "context_length": int(config["context_length"])}
 
 
-def make_tokenizer(spec: dict[str, Any] | None):
+# list[str] -> LongTensor[N, context_length]: token ids for a batch of captions.
+Tokenizer = Callable[[list[str]], torch.Tensor]
+
+
+def make_tokenizer(spec: dict[str, Any] | None) -> Tokenizer | None:
     """A callable list[str] -> LongTensor[N, context_length] for a ``tokenizer_spec`` dict."""
     if spec is None:
         return None

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imagenet_captions.errors import UsageError
+from imagenet_captions.train.models import as_clip
 from imagenet_captions.train.options import TrainOptions
 
 
@@ -162,7 +163,7 @@ class Stepper:
         self.scaler.update()
         if self.kind == "clip":
             with torch.no_grad():  # CLIP's clamp: temperature at most 100
-                unwrap(self.model).logit_scale.clamp_(0, math.log(100))
+                as_clip(unwrap(self.model)).logit_scale.clamp_(0, math.log(100))
         return loss
 
 

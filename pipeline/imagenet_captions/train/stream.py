@@ -14,7 +14,7 @@ import io
 import random
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from PIL import Image
 
 from imagenet_captions.train.augment import Augment, decode_crop_pil
 from imagenet_captions.train.shard_spec import ShardSpec
+
+if TYPE_CHECKING:
+    from imagenet_captions.train.models import Tokenizer
 
 
 @dataclasses.dataclass
@@ -41,6 +44,12 @@ class LoaderConfig:
 
 def _rng(*parts: Any) -> random.Random:
     return random.Random(":".join(str(p) for p in parts))
+
+
+def _image_bytes(sample: dict[str, Any]) -> bytes:
+    """A sample's image: WebDataset names the member by its extension, ``.jpg`` or ``.jpeg``."""
+    data: bytes = sample["jpg"] if "jpg" in sample else sample["jpeg"]
+    return data
 
 
 def open_samples(url: str, wanted: frozenset[str]) -> Iterator[dict[str, Any]]:
@@ -123,13 +132,15 @@ class StepsDataset(torch.utils.data.IterableDataset):
         super().__init__()
         self.spec, self.cfg, self.start, self.end, self.spe = spec, cfg, start, end, steps_per_epoch
         self.rank, self.world = rank, world
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
 
     def _tokenize(self, texts: list[str]) -> torch.Tensor:
         if self._tokenizer is None:
             from imagenet_captions.train.models import make_tokenizer
 
             self._tokenizer = make_tokenizer(self.cfg.tokenizer)
+            if self._tokenizer is None:
+                raise ValueError("captions to tokenize, but the loader's config names no tokenizer")
         return self._tokenizer(texts)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -197,7 +208,7 @@ class StepsDataset(torch.utils.data.IterableDataset):
                     reason = "bad_label"
         if reason is None:
             try:  # the header only (microseconds): a non-image is caught the same way when skipping
-                Image.open(io.BytesIO(s.get("jpg", s.get("jpeg")))).size  # noqa: B018
+                Image.open(io.BytesIO(_image_bytes(s))).size  # noqa: B018
             except Exception:
                 reason = "corrupt_image"
         if reason:
@@ -208,12 +219,16 @@ class StepsDataset(torch.utils.data.IterableDataset):
         cfg = self.cfg
         rng = random.Random(seed)
         skipped: Counter[str] = Counter()
-        images, jpgs, texts, labels, keys = [], [], [], [], []
+        images: list[np.ndarray] = []
+        jpgs: list[bytes] = []
+        texts: list[str] = []
+        labels: list[int] = []
+        keys: list[str] = []
         while len(keys) < cfg.batch_size:
             s = next(raw)
             if self._check(s, skipped) is not None:
                 continue
-            data = s.get("jpg", s.get("jpeg"))
+            data = _image_bytes(s)
             if cfg.decode == "cpu":
                 try:
                     images.append(decode_crop_pil(data, cfg.augment, rng))
