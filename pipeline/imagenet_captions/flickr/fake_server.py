@@ -239,12 +239,12 @@ class FakeFlickr:
 
     # -- running -----------------------------------------------------------------------------
     async def start(self) -> str:
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        self._runner = runner
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
         await site.start()
-        sockets = site._server.sockets  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1]
+        self.port = runner.addresses[0][1]
         self.url = f"http://{self.host}:{self.port}/services/rest/"
         return self.url
 

@@ -151,15 +151,16 @@ def compact_journal(journal_path: str) -> str | None:
     if not m or not name.startswith("journal-"):
         raise ValueError(f"not a journal segment: {journal_path}")
     part = os.path.join(directory, f"part-{m.group('run')}-{m.group('seq')}.parquet")
+    result: str | None = part
     if not os.path.exists(part):
         rows = dedup(read_journal(journal_path))
         if rows:
             fsio.write_parquet_atomic(to_table(rows), part, compression="zstd")
         else:
-            part = None  # type: ignore[assignment]
+            result = None
     os.remove(journal_path)
     fsio.fsync_dir(directory)
-    return part
+    return result
 
 
 def recover(directory: str) -> int:

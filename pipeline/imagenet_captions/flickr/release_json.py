@@ -122,7 +122,7 @@ class _Utf8Repair(io.RawIOBase):
 
 
 @contextmanager
-def open_release(path: str | Path) -> Iterator[IO[bytes]]:
+def open_release(path: str | Path) -> Iterator[io.BufferedReader]:
     """Open the release JSON, or the single ``*.json`` inside a release zip, as repaired UTF-8 bytes."""
     path = str(path)
     if not fsio.isfile(path):

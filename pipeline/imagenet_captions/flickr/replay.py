@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -129,7 +130,7 @@ def flickr_fixtures_for(records: list[dict[str, Any]], seed: int = 0) -> tuple[l
 
 
 @contextmanager
-def _env_key(key: str):  # noqa: ANN202 - a context manager
+def _env_key(key: str) -> Iterator[None]:
     old = os.environ.get(KEY_ENV)
     os.environ[KEY_ENV] = key
     try:

@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +117,9 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """Counts answers and calls; renders the progress line (calls, rate, answers by status, ETA)."""
 
-    def __init__(self, quota_rate: float, n_keys: int, qps: float, clock=time.monotonic):  # noqa: ANN001
+    def __init__(
+        self, quota_rate: float, n_keys: int, qps: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.quota_rate = quota_rate
         self.n_keys, self.qps = n_keys, qps
         self.clock = clock
@@ -250,7 +253,7 @@ class HarvestService:
                 return self._inflight[photo_id]
             fut = asyncio.run_coroutine_threadsafe(self._fetch(photo_id, list(image_ids)), self._loop)
             self._inflight[photo_id] = fut
-            fut.add_done_callback(lambda _f, pid=photo_id: self._forget(pid))
+            fut.add_done_callback(lambda _f: self._forget(photo_id))
             return fut
 
     def _forget(self, photo_id: int) -> None:
