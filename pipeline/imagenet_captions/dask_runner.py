@@ -251,7 +251,11 @@ def _dask_runner_class() -> type:
         def apply(self, input_bag: Any, side_inputs: Any = None) -> Any:
             return few(super().apply(input_bag, side_inputs), self.bag_kwargs.get("groups"))
 
-    ours = {_GroupByKeyOnly: FewPartitionGroupByKey, _Flatten: FewPartitionFlatten}
+    # Keyed by ``type`` as Beam's table is: a dict is invariant in its key type.
+    ours: dict[type, type[transform_evaluator.DaskBagOp]] = {
+        _GroupByKeyOnly: FewPartitionGroupByKey,
+        _Flatten: FewPartitionFlatten,
+    }
 
     class _ProjectDaskRunner(DaskRunner):
         """Beam's DaskRunner, on a cluster checked to run our code (a local one if none is named)."""
@@ -278,7 +282,8 @@ def _dask_runner_class() -> type:
                 pipeline.visit(visitor)
             finally:
                 table.update(originals)
-            return list(visitor.bags.values())[-1]
+            bags = visitor.bags  # type: ignore[attr-defined]  # Beam types its DaskBagVisitor as its base
+            return list(bags.values())[-1]
 
         def run_pipeline(self, pipeline: beam.Pipeline, options: PipelineOptions) -> PipelineResult:
             _one_line_dask_logs()

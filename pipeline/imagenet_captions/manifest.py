@@ -200,7 +200,7 @@ def file_problems(files: list[Any]) -> list[str]:
             continue
         path, size, sha = entry.get("path"), entry.get("size"), entry.get("sha256")
         bad = path_problem(path)
-        if bad:
+        if bad or not isinstance(path, str):  # (path_problem refuses every non-string)
             problems.append(f"file path {path!r} is not a relative POSIX path inside the release: it {bad}")
             continue
         folded = path.casefold()

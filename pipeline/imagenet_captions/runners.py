@@ -224,6 +224,13 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(runner=FnApiRunner(), options=options)
 
 
+class _DoneResult(PipelineResult):
+    """The result of a run that ran nothing: done already, so there is nothing to wait for."""
+
+    def wait_until_finish(self, duration: int | None = None) -> str:
+        return PipelineState.DONE
+
+
 class TranslateOnlyRunner(PipelineRunner):
     """``--dry_run`` for runners that would otherwise run the graph (all but Dataflow).
 
@@ -232,9 +239,7 @@ class TranslateOnlyRunner(PipelineRunner):
 
     def run_pipeline(self, pipeline: beam.Pipeline, options: PipelineOptions) -> PipelineResult:
         pipeline.to_runner_api()
-        result = PipelineResult(PipelineState.DONE)
-        result.wait_until_finish = lambda duration=None: PipelineState.DONE  # type: ignore[method-assign]
-        return result
+        return _DoneResult(PipelineState.DONE)
 
 
 def stage_names(pipeline: beam.Pipeline) -> list[str]:

@@ -100,7 +100,7 @@ def _image(rng: np.random.Generator, class_i: int, size: tuple[int, int]) -> Ima
     background = np.clip(hue * 0.35 + rng.normal(0, 18, (h, w, 3)), 0, 255).astype(np.uint8)
     im = Image.fromarray(background, "RGB")
     draw = ImageDraw.Draw(im)
-    cx, cy = rng.integers(w // 4, 3 * w // 4), rng.integers(h // 4, 3 * h // 4)
+    cx, cy = int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 4, 3 * h // 4))
     r = int(rng.integers(min(w, h) // 6, min(w, h) // 3))
     colour = tuple(int(c) for c in np.clip(hue + 60, 0, 255))
     shape = _SHAPES[class_i % len(_SHAPES)]

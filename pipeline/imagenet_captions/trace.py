@@ -35,5 +35,10 @@ def read(path: str) -> list[tuple[str, str, str]]:
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as f:
-        # A line without its newline is still being written by a worker: it is read next time.
-        return [tuple(line[:-1].split("\t", 2)) for line in f if line.endswith("\n") and line.strip()]  # type: ignore[misc]
+        rows: list[tuple[str, str, str]] = []
+        for line in f:
+            # A line without its newline is still being written by a worker: it is read next time.
+            if line.endswith("\n") and line.strip():
+                stage, unit, worker = line[:-1].split("\t", 2)
+                rows.append((stage, unit, worker))
+        return rows

@@ -193,7 +193,7 @@ def process_image(data: bytes, options: ImageOptions = ImageOptions()) -> tuple[
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd EXIF etc.; the checks below decide
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
             fmt, mode, (width, height) = im.format or "unknown", im.mode, im.size
             if width * height > options.max_pixels:
                 raise ImageError(

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -87,7 +87,7 @@ def _load_object(path: str, what: str) -> dict[str, Any]:
     return obj
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 

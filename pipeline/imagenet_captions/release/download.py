@@ -261,10 +261,10 @@ class Downloader:
                 await asyncio.wait(tasks)
             self._pool.shutdown(wait=True)
             self.state.save()
-        errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+        errors = [e for e in (t.exception() for t in tasks if not t.cancelled()) if e is not None]
         errors.sort(key=lambda e: not isinstance(e, DiskFull))
         if errors:
-            raise errors[0]  # type: ignore[misc]
+            raise errors[0]
         by_path = {oc.path: oc for oc in (t.result() for t in tasks)}
         return [by_path[s.path] for s in specs]
 

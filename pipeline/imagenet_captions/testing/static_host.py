@@ -218,7 +218,8 @@ class StaticHost:
                 return
             ready.set()
             loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
+            if self._runner is not None:  # set by _start
+                loop.run_until_complete(self._runner.cleanup())
             loop.close()
 
         self._thread = threading.Thread(target=serve, name="static-host", daemon=True)
@@ -320,23 +321,23 @@ class StaticHost:
             self._record(RequestRecord(rel, range_header, 416, 0, started, fault_name))
             return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
         if rng is not None:
-            start, end = rng  # type: ignore[misc]
+            start, end = rng
             status = 206
         length = end - start + 1 if size else 0
 
         if fault is None and not self.throttle:
             # The fast path: aiohttp's FileResponse (sendfile), given only the range decided above.
-            headers = request.headers.copy()
-            headers.popall("If-Range", None)
-            headers.popall("Range", None)
+            forwarded = request.headers.copy()
+            forwarded.popall("If-Range", None)
+            forwarded.popall("Range", None)
             if status == 206:
-                headers["Range"] = f"bytes={start}-{end}"
-            resp = _FileResponse(target)
-            await resp.prepare(request.clone(headers=headers))
+                forwarded["Range"] = f"bytes={start}-{end}"
+            file_resp = _FileResponse(target)
+            await file_resp.prepare(request.clone(headers=forwarded))
             self._record(
                 RequestRecord(rel, range_header, status, length if request.method != "HEAD" else 0, started)
             )
-            return resp
+            return file_resp
 
         resp = web.StreamResponse(status=status)
         resp.headers["ETag"] = etag

@@ -135,7 +135,7 @@ def photo_like_jpeg(seed: int, size: tuple[int, int] = (500, 375), quality: int 
     g = np.random.default_rng(seed)
     w, h = size
     small = g.integers(0, 256, (h // 25 + 2, w // 25 + 2, 3), dtype=np.uint8)
-    base = np.asarray(Image.fromarray(small, "RGB").resize((w, h), Image.BICUBIC), dtype=np.int16)
+    base = np.asarray(Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BICUBIC), dtype=np.int16)
     texture = g.normal(0, 14, (h, w, 1)).astype(np.int16)
     im = Image.fromarray(np.clip(base + texture, 0, 255).astype(np.uint8), "RGB")
     return jpeg_bytes(im, quality)
@@ -160,7 +160,8 @@ def resize_jpeg(data: bytes, shorter: int = 256, quality: int = 90) -> bytes:
     im = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = im.size
     s = shorter / min(w, h)
-    return jpeg_bytes(im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC), quality)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return jpeg_bytes(im.resize(size, Image.Resampling.BICUBIC), quality)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -179,7 +180,7 @@ def write_shards(out: str | os.PathLike, samples: Iterable[Sample], per_shard: i
     shard_dir = Path(out) / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     sizes: dict[str, int] = {}
-    tar = None
+    tar: tarfile.TarFile | None = None
     name = ""
 
     def close() -> None:
@@ -188,7 +189,7 @@ def write_shards(out: str | os.PathLike, samples: Iterable[Sample], per_shard: i
             os.replace(shard_dir / (name + ".tmp"), shard_dir / name)
 
     for i, s in enumerate(samples):
-        if i % per_shard == 0:
+        if tar is None or i % per_shard == 0:  # (tar is None only before the first sample)
             close()
             name = f"{i // per_shard:05d}.tar"
             tar = tarfile.open(shard_dir / (name + ".tmp"), "w")  # noqa: SIM115 - closed by close()
