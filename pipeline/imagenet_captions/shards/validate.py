@@ -56,7 +56,8 @@ class _TarRead:
 def _tar_samples(path: str, read: _TarRead | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {ext: bytes}) in tar order; raises tarfile.TarError/OSError on a broken tar. At the end,
     ``read`` gets the file's digest and end check, from the same one pass over its bytes."""
-    current, members = None, {}
+    current: str | None = None
+    members: dict[str, bytes] = {}
     with fsio.open_read(path) as raw:
         hashing = HashingReader(raw)
         f = io.BufferedReader(hashing, READ_BUFFER)

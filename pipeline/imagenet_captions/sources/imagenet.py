@@ -32,7 +32,7 @@ import threading
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from imagenet_captions import fsio
 from imagenet_captions.classes import WNID_RE, parse_image_id, wnid_to_label
@@ -162,7 +162,7 @@ def _link(shown: str, path: str) -> Drop:
 class _Window(io.RawIOBase):
     """A read-only, seekable view of ``size`` bytes at ``offset`` of a file: an inner tar, unextracted."""
 
-    def __init__(self, f: io.BufferedReader, offset: int, size: int):
+    def __init__(self, f: IO[bytes], offset: int, size: int):
         self._f, self._offset, self._size, self._pos = f, offset, size, 0
 
     def readable(self) -> bool:
