@@ -13,7 +13,7 @@ import gzip
 import io
 import itertools
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 import pyarrow as pa
@@ -42,10 +42,10 @@ URL_FIELDS = ("url", "URL")
 PROBE_LINES = 1000
 
 
-def open_text(raw: IO[bytes], path: str) -> IO[bytes]:
+def open_text(raw: io.RawIOBase | IO[bytes], path: str) -> io.BufferedIOBase:
     """The file's bytes, gunzipped when its name ends in ``.gz``, read in large blocks."""
-    buffered = io.BufferedReader(raw, 1 << 20)  # type: ignore[arg-type]
-    return gzip.GzipFile(fileobj=buffered) if path.endswith(".gz") else buffered  # type: ignore[return-value]
+    buffered = io.BufferedReader(cast(io.RawIOBase, raw), 1 << 20)
+    return gzip.GzipFile(fileobj=buffered) if path.endswith(".gz") else buffered
 
 
 class JsonlCorpus:
@@ -69,12 +69,13 @@ class JsonlCorpus:
             [pa.field("url", pa.string()), *(pa.field(c, pa.string()) for c in self.keep)]
         )
         first = _first_object(self.files[0].path)
-        self.text_field = options.text_column or next((f for f in TEXT_FIELDS if f in first), None)
-        if self.text_field is None:
+        text_field = options.text_column or next((f for f in TEXT_FIELDS if f in first), None)
+        if text_field is None:
             raise UsageError(
                 f"--corpus: the first JSON object of {self.files[0].path} has none of the caption fields "
                 f"{', '.join(TEXT_FIELDS)} (its fields: {', '.join(list(first)[:20])}); name one with --text-column"
             )
+        self.text_field: str = text_field
         self.url_field = options.url_column or next((f for f in URL_FIELDS if f in first), URL_FIELDS[0])
 
     def rows(self) -> None:

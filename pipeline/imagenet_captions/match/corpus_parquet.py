@@ -175,9 +175,9 @@ class ParquetCorpus:
         captions: list[Any] = rb.column(self.text_column).to_pylist()
         keep_rows: list[int] | None = None
         drops: list[Drop] = []
-        keys = None
+        keys: list[str] | None = None  # "" for a missing key: a bad_key below
         if self.key_column is not None:
-            keys = [None if k is None else str(k) for k in rb.column(self.key_column).to_pylist()]
+            keys = ["" if k is None else str(k) for k in rb.column(self.key_column).to_pylist()]
         if self._binary[fi]:
             captions, keep_rows, drops = _decode(captions, keys, prefix, first_row, path)
         if keys is not None:
@@ -185,7 +185,9 @@ class ParquetCorpus:
             bad = {i for i in rows if not keys[i]}
             if bad:
                 name = fsio.basename(path)
-                drops += [Drop(RECORDS, "bad_key", f"{name} row {first_row + i}", "no key") for i in sorted(bad)]
+                drops += [
+                    Drop(RECORDS, "bad_key", f"{name} row {first_row + i}", "no key") for i in sorted(bad)
+                ]
                 keep_rows = [i for i in rows if i not in bad]
         columns = []
         if self.url_column:
@@ -203,7 +205,7 @@ class ParquetCorpus:
             [captions[i] for i in keep_rows],
             table,
             first_row,
-            None if keys is None else [keys[i] for i in keep_rows],  # type: ignore[misc]
+            None if keys is None else [keys[i] for i in keep_rows],
             prefix,
             index=[first_row + i for i in keep_rows],
             drops=drops,
@@ -222,7 +224,7 @@ def _empty(n: int) -> pa.Table:
 
 
 def _decode(
-    values: list[Any], keys: list[str | None] | None, prefix: str, first_row: int, path: str
+    values: list[Any], keys: list[str] | None, prefix: str, first_row: int, path: str
 ) -> tuple[list[str | None], list[int], list[Drop]]:
     """A binary caption column as text, row for row (a row that is not UTF-8 is None there), the rows
     that decoded, and a ``caption_not_text`` Drop for each that did not."""
@@ -236,5 +238,7 @@ def _decode(
         except UnicodeDecodeError as e:
             captions.append(None)
             key = (keys[i] if keys is not None else None) or f"{prefix}{first_row + i:09d}"
-            drops.append(Drop(RECORDS, "caption_not_text", key, f"{path}: not UTF-8 ({e.reason} at byte {e.start})"))
+            drops.append(
+                Drop(RECORDS, "caption_not_text", key, f"{path}: not UTF-8 ({e.reason} at byte {e.start})")
+            )
     return captions, rows, drops

@@ -42,6 +42,7 @@ class ReleaseCorpus:
             self._rows = self.source.count()
         except UsageError as e:
             raise UsageError(f"--corpus: {e}") from None
+        self.files: tuple[CorpusFile, ...]
         if kind == "release":
             self.files = (CorpusFile(path, fsio.size(path) or 0, self._rows),)
         else:

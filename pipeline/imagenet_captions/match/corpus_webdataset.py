@@ -16,10 +16,11 @@ end of the file, or no end-of-archive block follows the last member) makes the s
 
 from __future__ import annotations
 
+import io
 import re
 import tarfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -122,7 +123,7 @@ def _check_tar(path: str) -> None:
             raise UsageError(f"--corpus: {path} is not a tar ({e})") from None
 
 
-def _break(f: IO[bytes], end: int, members: dict[str, tarfile.TarInfo]) -> str | None:
+def _break(f: io.RawIOBase, end: int, members: dict[str, tarfile.TarInfo]) -> str | None:
     """Why the tar ends early, or None when it ends as a tar does."""
     size = f.seek(0, 2)
     cut = [m for m in members.values() if m.offset_data + m.size > size]

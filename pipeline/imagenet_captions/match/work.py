@@ -341,7 +341,7 @@ def shard_files(plan: MatchPlan, index: int) -> list[str]:
 
 
 def gather_rows(
-    plan: MatchPlan, items: Iterable[tuple[str, Any]]
+    plan: MatchPlan, items: Iterable[tuple[Any, ...]]
 ) -> tuple[pa.Table, dict[str, set[str]] | None]:
     """A shard's matched rows from the spill files, in one chunk sorted by key, wnid and position (so
     equal inputs give equal bytes whatever the order parts arrived in), and the kept keys per class."""
@@ -353,7 +353,7 @@ def gather_rows(
         elif item[0] == KEPT:
             assert kept is not None
             kept.setdefault(item[1], set()).update(item[2])
-    tables = []
+    tables: list[pa.Table] = []
     for path in sorted(refs):
         with fsio.open_read(path) as f:
             reader = pa.ipc.open_file(f)
