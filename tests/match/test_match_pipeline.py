@@ -295,3 +295,19 @@ def test_no_class_captions_only(tmp_path, capsys):
     assert rc == 0, err
     assert sorted(p.name for p in (out / "matches").iterdir()) == ["00000.parquet", "00001.parquet", "00002.parquet"]
     assert rows_of(out) == []
+
+
+def test_multiple_all_in_a_tar_is_one_sample_per_class_keyed_by_key_and_wnid(tmp_path, capsys):
+    import tarfile
+
+    samples = img2dataset_samples(["a goldfish and a tabby", "a lion"])
+    write_webdataset(tmp_path / "wds" / "00000.tar", samples)
+    out = tmp_path / "out"
+    rc, err = match(capsys, f"webdataset:{tmp_path / 'wds'}", out, "--multiple", "all")
+    assert rc == 0, err
+    with tarfile.open(out / "shards" / "00000.tar") as tf:
+        names = [m.name for m in tf.getmembers()]
+    stems = sorted({n.rsplit(".", 1)[0] for n in names})
+    assert stems == ["000000000_n01443537", "000000000_n02123045", "000000001_n02129165"]
+    assert json.loads((out / "shards" / "sizes.json").read_text()) == {"00000.tar": 3}
+    assert report(out)["rows"]["outcomes"] == {"written": 2} and report(out)["pairs"]["outcomes"] == {"written": 3}
