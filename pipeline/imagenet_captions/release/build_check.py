@@ -38,8 +38,14 @@ class Build:
     manifest: dict[str, Any]
     report: dict[str, Any]
     recorded: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)
+    #: Where the Parquet files are when not beside the tars (a ``match`` output's ``matches/``).
+    parquet_dir: str | None = None
+    #: ``build``, or ``match`` for a class-matched subset (:mod:`imagenet_captions.release.match_check`).
+    kind: str = "build"
 
     def shard_path(self, name: str) -> str:
+        if self.parquet_dir is not None and name.endswith(".parquet"):
+            return os.path.join(self.parquet_dir, name)
         return os.path.join(self.shard_dir, name)
 
     def confirm(self, name: str, size: int, sha256: str) -> None:
@@ -49,23 +55,23 @@ class Build:
         short or changed after the build would otherwise go out with its new size and digest, and
         verify for every downloader."""
         want_size, want_sha = self.recorded[name]
-        _check_size(self.shard_path(name), size, want_size)
+        _check_size(self.shard_path(name), size, want_size, self.kind)
         if sha256 != want_sha:
             raise UsageError(
-                f"{self.shard_path(name)}: its sha256 is not the one in the build's manifest: "
-                f"it changed after the build (restore it, or build again)"
+                f"{self.shard_path(name)}: its sha256 is not the one in the {self.kind}'s manifest: "
+                f"it changed after the {self.kind} (restore it, or {self.kind} again)"
             )
 
 
-def _check_size(path: str, size: int, want: int) -> None:
+def _check_size(path: str, size: int, want: int, stage: str = "build") -> None:
     if size != want:
         raise UsageError(
-            f"{path} is {size:,} bytes, the build's manifest says {want:,}: "
-            "it changed after the build (restore it, or build again)"
+            f"{path} is {size:,} bytes, the {stage}'s manifest says {want:,}: "
+            f"it changed after the {stage} (restore it, or {stage} again)"
         )
 
 
-def _load_json(path: str, what: str) -> Any:
+def load_json(path: str, what: str) -> Any:
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -79,21 +85,21 @@ def _load_json(path: str, what: str) -> Any:
         raise UsageError(f"{path} is not JSON ({e}): {what}") from None
 
 
-def _load_object(path: str, what: str) -> dict[str, Any]:
+def load_object(path: str, what: str) -> dict[str, Any]:
     """A JSON object from ``path``, or one line: every reader below takes it for one."""
-    obj = _load_json(path, what)
+    obj = load_json(path, what)
     if not isinstance(obj, dict):
         raise UsageError(f"{path} is not a JSON object ({type(obj).__name__}): {what}")
     return obj
 
 
-def _is_count(value: Any) -> TypeGuard[int]:
+def is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_report(path: str, report: dict[str, Any]) -> None:
     """The report's fields that the release copies into its manifest and card have the build's shape."""
-    if not _is_count(report.get("written")):
+    if not is_count(report.get("written")):
         raise UsageError(f"{path}: 'written' is not a count")
     problems = report.get("accounting_problems", [])
     if not isinstance(problems, list):
@@ -102,9 +108,9 @@ def _check_report(path: str, report: dict[str, Any]) -> None:
         part = report.get(what)
         if (
             not isinstance(part, dict)
-            or not _is_count(part.get("input"))
+            or not is_count(part.get("input"))
             or not isinstance(part.get("outcomes"), dict)
-            or not all(_is_count(n) for n in part["outcomes"].values())
+            or not all(is_count(n) for n in part["outcomes"].values())
         ):
             raise UsageError(f"{path}: {what!r} is not an object of an input count and outcome counts")
 
@@ -118,7 +124,7 @@ def _recorded(where: str, stem: str, shard: dict[str, Any], names: list[str]) ->
     out = {}
     for name in names:
         size = sizes.get(name) if isinstance(sizes, dict) else None
-        if not _is_count(size):
+        if not is_count(size):
             raise UsageError(
                 f"{where}: shard {stem} records no size for {name} (a build made by an older version): "
                 "build it again with this version (into the same --out: it rewrites only the shards that lack it)"
@@ -152,21 +158,9 @@ def inspect_build(build_dir: str) -> Build:
     incomplete = "not a complete build (did `imagenet-captions build` finish?)"
     report_path = os.path.join(build_dir, layout.REPORT_FILE)
     manifest_path = os.path.join(shard_dir, layout.MANIFEST_FILE)
-    report = _load_object(report_path, incomplete)
-    manifest = _load_object(manifest_path, incomplete)
-    leftovers = sorted(
-        os.path.relpath(os.path.join(d, n), build_dir)
-        for d in (build_dir, shard_dir)
-        for n in os.listdir(d)
-        if n.endswith(".tmp")
-    )
-    if leftovers:
-        raise UsageError(
-            f"{build_dir}: unfinished files left behind ({', '.join(leftovers[:3])}): {incomplete}"
-        )
-    commits = os.path.join(shard_dir, COMMITS_DIR)
-    if os.path.isdir(commits) and os.listdir(commits):
-        raise UsageError(f"{commits} holds the records of shards written after the manifest: {incomplete}")
+    report = load_object(report_path, incomplete)
+    manifest = load_object(manifest_path, incomplete)
+    check_finished(build_dir, [build_dir, shard_dir], os.path.join(shard_dir, COMMITS_DIR), incomplete)
     _check_report(report_path, report)
     if report.get("accounting_problems"):
         raise UsageError(
@@ -176,48 +170,95 @@ def inspect_build(build_dir: str) -> Build:
     if not isinstance(shards, dict) or not shards or "num_shards" not in manifest:
         raise UsageError(f"{manifest_path} lists no shards: {incomplete}")
     suffixes = (".parquet",) if text_only else (".tar", ".parquet")
-    listed = set()
-    recorded: dict[str, tuple[int, str]] = {}
-    for stem, shard in sorted(shards.items()):
-        expect = [f"{stem}{s}" for s in suffixes]
-        if not isinstance(shard, dict):
-            raise UsageError(f"{manifest_path}: shard {stem} is not an object")
-        files = shard.get("files")
-        if not _STEM_RE.match(stem) or not isinstance(files, list) or sorted(map(str, files)) != sorted(expect):
-            raise UsageError(f"{manifest_path}: shard {stem} lists {files}, not {expect}")
-        if not _is_count(shard.get("written")):
-            raise UsageError(f"{manifest_path}: shard {stem}: 'written' is not a count")
-        missing = [f for f in expect if not os.path.isfile(os.path.join(shard_dir, f))]
-        if missing:
-            raise UsageError(f"{shard_dir}: {missing[0]} is in the build's manifest but not on disk")
-        listed.update(expect)
-        recorded |= _recorded(manifest_path, stem, shard, expect)
-        for name in expect:
-            path = os.path.join(shard_dir, name)
-            _check_size(path, os.path.getsize(path), recorded[name][0])
-        try:
-            rows = pq.read_metadata(os.path.join(shard_dir, f"{stem}.parquet")).num_rows
-        except (OSError, pa.ArrowException) as e:
-            raise UsageError(f"{shard_dir}/{stem}.parquet is not a readable Parquet file: {e}") from None
-        if rows != shard.get("written"):
-            raise UsageError(
-                f"{shard_dir}/{stem}.parquet has {rows} rows, the manifest says {shard.get('written')}"
-            )
-    extra = sorted(n for n in os.listdir(shard_dir) if n.endswith(suffixes) and n not in listed)
-    if extra:
-        raise UsageError(
-            f"{shard_dir}: {extra[0]} is on disk but not in the build's manifest (a stale shard?)"
-        )
+    recorded = check_shard_files(
+        manifest_path,
+        shards,
+        {suffix: ("", shard_dir) for suffix in suffixes},
+    )
     total = sum(s["written"] for s in shards.values())
     if report.get("written") != total:
         raise UsageError(
             f"{build_dir}/report.json says {report.get('written')} written, the shards hold {total}"
         )
     if not text_only:
-        sizes = _load_json(os.path.join(shard_dir, layout.SIZES_FILE), incomplete)
+        sizes = load_json(os.path.join(shard_dir, layout.SIZES_FILE), incomplete)
         if sizes != expected_sizes(manifest):
             raise UsageError(f"{shard_dir}/sizes.json does not match the build's manifest")
     return Build(build_dir, shard_dir, text_only, manifest, report, recorded)
+
+
+def check_finished(out: str, folders: list[str], commits: str, incomplete: str) -> None:
+    """Refuse an output a run is still writing, or one a killed run left: temporary files in any
+    of ``folders``, or shard commit records (written after the manifest, removed when it is)."""
+    leftovers = sorted(
+        os.path.relpath(os.path.join(d, n), out)
+        for d in folders
+        if os.path.isdir(d)
+        for n in os.listdir(d)
+        if n.endswith(".tmp")
+    )
+    if leftovers:
+        raise UsageError(f"{out}: unfinished files left behind ({', '.join(leftovers[:3])}): {incomplete}")
+    if os.path.isdir(commits) and os.listdir(commits):
+        raise UsageError(f"{commits} holds the records of shards written after the manifest: {incomplete}")
+
+
+def check_shard_files(
+    manifest_path: str, shards: dict[str, Any], places: dict[str, tuple[str, str]], stage: str = "build"
+) -> dict[str, tuple[int, str]]:
+    """Each shard's files against the manifest that lists them: the names it must list, on disk
+    with the size it records, a sha256 recorded, the Parquet file's row count its ``written``, and no
+    shard file on disk that it does not list. Returns each file's recorded (size, sha256), by the
+    file's name in its folder (``00000.parquet``).
+
+    ``places`` maps a suffix (``.tar``, ``.parquet``) to (the folder prefix the manifest writes
+    before a file's name, ``""`` for a build and ``matches/`` for a match; the local folder): the
+    one rule for both outputs, whose only difference is where their files lie.
+    """
+    listed: dict[str, set[str]] = {folder: set() for _, folder in places.values()}
+    recorded: dict[str, tuple[int, str]] = {}
+    for stem, shard in sorted(shards.items()):
+        if not isinstance(shard, dict):
+            raise UsageError(f"{manifest_path}: shard {stem} is not an object")
+        expect = [f"{prefix}{stem}{suffix}" for suffix, (prefix, _) in places.items()]
+        files = shard.get("files")
+        if (
+            not _STEM_RE.match(stem)
+            or not isinstance(files, list)
+            or sorted(map(str, files)) != sorted(expect)
+        ):
+            raise UsageError(f"{manifest_path}: shard {stem} lists {files}, not {expect}")
+        if not is_count(shard.get("written")):
+            raise UsageError(f"{manifest_path}: shard {stem}: 'written' is not a count")
+        local = {
+            name: os.path.join(folder, f"{stem}{suffix}")
+            for name, (suffix, (_, folder)) in zip(expect, places.items(), strict=True)
+        }
+        missing = [name for name, path in local.items() if not os.path.isfile(path)]
+        if missing:
+            where = local[missing[0]]
+            raise UsageError(
+                f"{os.path.dirname(where)}: {os.path.basename(where)} is in the {stage}'s manifest but not on disk"
+            )
+        for name, (size, digest) in _recorded(manifest_path, stem, shard, expect).items():
+            path = local[name]
+            _check_size(path, os.path.getsize(path), size, stage)
+            listed[os.path.dirname(path)].add(os.path.basename(path))
+            recorded[os.path.basename(path)] = (size, digest)
+        parquet = local[f"{places['.parquet'][0]}{stem}.parquet"]
+        try:
+            rows = pq.read_metadata(parquet).num_rows
+        except (OSError, pa.ArrowException) as e:
+            raise UsageError(f"{parquet} is not a readable Parquet file: {e}") from None
+        if rows != shard.get("written"):
+            raise UsageError(f"{parquet} has {rows} rows, the manifest says {shard.get('written')}")
+    for suffix, (_, folder) in places.items():
+        extra = sorted(n for n in os.listdir(folder) if n.endswith(suffix) and n not in listed[folder])
+        if extra:
+            raise UsageError(
+                f"{folder}: {extra[0]} is on disk but not in the {stage}'s manifest (a stale shard?)"
+            )
+    return recorded
 
 
 def expected_sizes(manifest: dict[str, Any]) -> dict[str, int]:

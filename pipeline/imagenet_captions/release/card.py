@@ -148,7 +148,7 @@ def card_header(manifest: dict[str, Any], stats: ReleaseStats, pretty_name: str)
     }
 
 
-def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+def table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     header = list(header)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += [
@@ -169,7 +169,7 @@ def _counts_section(build: dict[str, Any]) -> str:
             continue
         rows.append((what, "input", f"{counts[what]['input']:,}"))
         rows += [(what, k, f"{v:,}") for k, v in sorted(counts[what]["outcomes"].items())]
-    return _table(["input", "outcome", "count"], rows)
+    return table(["input", "outcome", "count"], rows)
 
 
 def _name(names: dict[str, str], wnid: str) -> str:
@@ -273,7 +273,7 @@ def _license_section(stats: ReleaseStats) -> str:
             _pct(stats.licenses.get("unknown", 0), stats.records),
         )
     )
-    return _table(["Flickr licence id", "name", "URL", "records", "share"], rows)
+    return table(["Flickr licence id", "name", "URL", "records", "share"], rows)
 
 
 def _loading_section(manifest: dict[str, Any]) -> str:
@@ -318,7 +318,7 @@ def render_card(
         )
     )
     text_opts = build["options"].get("text", {})
-    fields_table = _table(
+    fields_table = table(
         ["field", "type", "nullable", "meaning"],
         ((f.name, f"`{f.type}`", "yes" if f.nullable else "no", f.doc) for f in fields),
     )

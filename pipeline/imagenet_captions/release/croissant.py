@@ -13,6 +13,7 @@ release command runs where only the pipeline is installed.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pyarrow as pa
@@ -106,11 +107,11 @@ def data_type(t: pa.DataType) -> tuple[str, bool]:
     return _ATOMIC[t], False
 
 
-def _field(name: str, t: pa.DataType, doc: str) -> dict[str, Any]:
+def _field(name: str, t: pa.DataType, doc: str, record_set: str = RECORD_SET) -> dict[str, Any]:
     dtype, is_array = data_type(t)
     field: dict[str, Any] = {
         "@type": "cr:Field",
-        "@id": f"{RECORD_SET}/{name}",
+        "@id": f"{record_set}/{name}",
         "name": name,
         "description": doc,
         "dataType": dtype,
@@ -134,11 +135,35 @@ def _file_object(path: str, entry: dict[str, Any], fmt: str, description: str) -
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class About:
+    """What the document says of the dataset besides its files: ImageNet-Captions by default; a
+    class-matched subset (``release.match_card``) says its own, from its folder to its keywords."""
+
+    folder: str = CAPTIONS_DIR  #: where the Parquet files are, relative to the release root
+    record_set: str = RECORD_SET
+    record_description: str = "One record per ImageNet training image: its Flickr text and caption."
+    tar_members: str = "jpg, txt, json, cls"
+    creators: tuple[str, ...] = AUTHORS
+    keywords: tuple[str, ...] = ("ImageNet", "Flickr", "image captions", "CLIP", "distributional robustness")
+    licenses: tuple[str, ...] = (IMAGENET_TERMS_URL, "https://www.flickr.com/creativecommons/")
+    cite_as: str = BIBTEX
+    #: Further RecordSets (inline ``data``, e.g. the class list), after the Parquet one.
+    extra_record_sets: tuple[dict[str, Any], ...] = ()
+
+
 def croissant_metadata(
-    manifest: dict[str, Any], schema: pa.Schema, fields: list[FieldDoc], description: str, date: str, url: str
+    manifest: dict[str, Any],
+    schema: pa.Schema,
+    fields: list[FieldDoc],
+    description: str,
+    date: str,
+    url: str,
+    about: About = About(),
 ) -> dict[str, Any]:
     """The JSON-LD document for a release whose manifest (without the metadata files' entries) is given."""
     docs = {f.name: f.doc for f in fields}
+    record_name = about.record_set
     distribution: list[dict[str, Any]] = []
     for stem, shard in sorted(manifest["shards"].items()):
         pq_entry = shard["parquet"]
@@ -157,7 +182,7 @@ def croissant_metadata(
                     f"{SHARD_DIR}/{tar['name']}",
                     tar,
                     TAR_FORMAT,
-                    f"Shard {stem}: {shard['samples']} WebDataset samples (jpg, txt, json, cls).",
+                    f"Shard {stem}: {shard['samples']} WebDataset samples ({about.tar_members}).",
                 )
             )
     distribution.append(
@@ -167,18 +192,18 @@ def croissant_metadata(
             "name": PARQUET_FILE_SET,
             "description": "All the Parquet shards (paths relative to this file's folder).",
             "encodingFormat": PARQUET_FORMAT,
-            "includes": f"{CAPTIONS_DIR}/*.parquet",
+            "includes": f"{about.folder}/*.parquet",
         }
     )
-    record_set = {
+    record_set: dict[str, Any] = {
         "@type": "cr:RecordSet",
-        "@id": RECORD_SET,
-        "name": RECORD_SET,
-        "description": "One record per ImageNet training image: its Flickr text and caption.",
-        "key": {"@id": f"{RECORD_SET}/key"},
-        "field": [_field(f.name, f.type, docs.get(f.name, "")) for f in schema],
+        "@id": record_name,
+        "name": record_name,
+        "description": about.record_description,
+        "field": [_field(f.name, f.type, docs.get(f.name, ""), record_name) for f in schema],
     }
-    licenses = [IMAGENET_TERMS_URL, "https://www.flickr.com/creativecommons/"]
+    if about.record_set == RECORD_SET:  # a build's keys are unique; a match's repeat under --multiple all
+        record_set["key"] = {"@id": f"{record_name}/key"}
     return {
         "@context": CONTEXT,
         "@type": "sc:Dataset",
@@ -188,11 +213,11 @@ def croissant_metadata(
         "url": url,
         "version": manifest["version"],
         "datePublished": date,
-        "license": licenses,
-        "citeAs": BIBTEX,
-        "creator": [{"@type": "sc:Person", "name": n} for n in AUTHORS],
-        "keywords": ["ImageNet", "Flickr", "image captions", "CLIP", "distributional robustness"],
+        "license": list(about.licenses),
+        "citeAs": about.cite_as,
+        "creator": [{"@type": "sc:Person", "name": n} for n in about.creators],
+        "keywords": list(about.keywords),
         "isLiveDataset": False,
         "distribution": distribution,
-        "recordSet": [record_set],
+        "recordSet": [record_set, *about.extra_record_sets],
     }

@@ -13,10 +13,12 @@ import re
 from imagenet_captions import fsio, layout
 from imagenet_captions import manifest as mf
 from imagenet_captions.errors import UsageError
+from imagenet_captions.match.plan import MATCHES_DIR
 
 #: What a release writes in each of its sub-folders.
 _ALLOWED = {
     layout.CAPTIONS_DIR: re.compile(r"^\d{5}\.parquet$"),
+    MATCHES_DIR: re.compile(r"^\d{5}\.parquet$"),  # a match output's release
     layout.SHARD_DIR: re.compile(rf"^(\d{{5}}\.tar|{re.escape(layout.SIZES_FILE)})$"),
 }
 _TOP_FILES = (layout.MANIFEST_FILE, mf.CARD_FILE, mf.CROISSANT_FILE, mf.INCOMPLETE_MARKER)
@@ -77,7 +79,7 @@ def _previous_release_name(out: str) -> str | None:
 
 
 def _not_release_files(out: str) -> list[str]:
-    allowed_top = {*_TOP_FILES, layout.CAPTIONS_DIR, layout.SHARD_DIR}
+    allowed_top = {*_TOP_FILES, *_ALLOWED}
     strangers = []
     for name in sorted(os.listdir(out)):
         base = _finished_name(name)
@@ -97,7 +99,7 @@ def remove_stale(out: str, keep: set[str]) -> list[str]:
     removed = [n for n in sorted(os.listdir(out)) if fsio.is_temp(n) and _finished_name(n) in _TOP_FILES]
     for name in removed:
         os.remove(os.path.join(out, name))
-    for sub in (layout.CAPTIONS_DIR, layout.SHARD_DIR):
+    for sub in _ALLOWED:
         folder = os.path.join(out, sub)
         if not os.path.isdir(folder):
             continue

@@ -35,10 +35,13 @@ from imagenet_captions import manifest as mf
 from imagenet_captions.errors import UsageError
 from imagenet_captions.fsio import sha256_file
 from imagenet_captions.locks import folder_lock, missing_folders, remove_empty
-from imagenet_captions.release import card, croissant
+from imagenet_captions.match.plan import MATCHES_DIR
+from imagenet_captions.release import card, croissant, match_card
 from imagenet_captions.release.build_check import Build, expected_sizes, inspect_build
 from imagenet_captions.release.card_inputs import collect_stats, field_docs
+from imagenet_captions.release.match_check import inspect_match, is_match_output
 from imagenet_captions.release.out_folder import discard, prepare_out, remove_stale
+from imagenet_captions.release.public import public_metadata, public_options
 
 __all__ = [
     "DEFAULT_NAME",
@@ -110,7 +113,8 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
     Runs on ``opts.threads`` threads: hashlib and file I/O release the GIL, and the tars are
     gigabytes each in a real build, so hashing is the release's whole cost.
     """
-    os.makedirs(os.path.join(opts.out, layout.CAPTIONS_DIR), exist_ok=True)
+    folder = parquet_folder(build)
+    os.makedirs(os.path.join(opts.out, folder), exist_ok=True)
     if opts.with_images:
         os.makedirs(os.path.join(opts.out, layout.SHARD_DIR), exist_ok=True)
     stems = sorted(build.manifest["shards"])
@@ -120,7 +124,7 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
             jobs[stem, "parquet"] = pool.submit(
                 _copy_and_hash,
                 build.shard_path(f"{stem}.parquet"),
-                os.path.join(opts.out, layout.CAPTIONS_DIR, f"{stem}.parquet"),
+                os.path.join(opts.out, folder, f"{stem}.parquet"),
             )
             if not build.text_only:
                 src = build.shard_path(f"{stem}.tar")
@@ -137,7 +141,7 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
         digest, size = results[stem, "parquet"]
         entry: dict[str, Any] = {
             "samples": build.manifest["shards"][stem]["written"],
-            "parquet": {"path": f"{layout.CAPTIONS_DIR}/{stem}.parquet", "sha256": digest, "size": size},
+            "parquet": {"path": f"{folder}/{stem}.parquet", "sha256": digest, "size": size},
             "tar": None,
         }
         if not build.text_only:
@@ -154,6 +158,12 @@ def publish_shards(build: Build, opts: ReleaseOptions) -> dict[str, dict[str, An
     return shards
 
 
+def parquet_folder(build: Build) -> str:
+    """Where the release puts the Parquet files: ``captions/`` for a build, ``matches/`` for a match
+    (the name its output gives them: a class-matched subset is not ImageNet-Captions' captions)."""
+    return MATCHES_DIR if build.kind == "match" else layout.CAPTIONS_DIR
+
+
 def _publish_sizes(build: Build, dst: str) -> None:
     """Publish ``sizes.json`` as read once and checked against the build's manifest (not read twice)."""
     src = build.shard_path(layout.SIZES_FILE)
@@ -164,60 +174,11 @@ def _publish_sizes(build: Build, dst: str) -> None:
     except ValueError:
         ok = False
     if not ok:
-        raise UsageError(f"{src} does not match the build's manifest: it changed after the build")
+        raise UsageError(
+            f"{src} does not match the {build.kind}'s manifest: it changed after the {build.kind}"
+        )
     mf.write_atomic(dst, data)
     shutil.copymode(src, dst)
-
-
-#: Build options that hold a local path the publisher gave (a file's name is all a user can use).
-_PATH_OPTIONS = (("text", "blocklist_source"), ("classes", "source"))
-_DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]")
-
-
-def public_name(path: str) -> str:
-    """The last component of a path or URL: what a release may say of a file on the publisher's disk."""
-    return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or path
-
-
-def _looks_like_a_path(value: str) -> bool:
-    return value.startswith(("/", "~/", "./", "../")) or "://" in value or _DRIVE_RE.match(value) is not None
-
-
-def _public(value: Any) -> Any:
-    """``value`` with every string that is a local path or URL cut to its name (a safety net for
-    options this module does not know of; the known ones are named in ``_PATH_OPTIONS``)."""
-    if isinstance(value, dict):
-        return {k: _public(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_public(v) for v in value]
-    if isinstance(value, str) and _looks_like_a_path(value):
-        return public_name(value)
-    return value
-
-
-def public_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The build's options as a release records them: names, not the publisher's paths.
-
-    A path says nothing to a user (their files are elsewhere) and tells the world how the
-    publisher's disk is laid out (a home folder is a user name). A text-release rebuild takes the
-    class list and image options from here; neither needs a path."""
-    out = _public(options)
-    text = options.get("text")
-    if isinstance(text, dict) and "blocklist" in text:  # words a caption may not hold, never paths
-        out["text"]["blocklist"] = text["blocklist"]
-    for section, key in _PATH_OPTIONS:
-        part = out.get(section)
-        if isinstance(part, dict) and isinstance(part.get(key), str):
-            part[key] = public_name(part[key])
-    return out
-
-
-def public_metadata(spec: str | None) -> str | None:
-    """``release:/home/me/imagenet_captions.zip`` as ``release:imagenet_captions.zip``: the kind and the name."""
-    if not spec:
-        return spec
-    kind, sep, path = spec.partition(":")
-    return f"{kind}:{public_name(path)}" if sep and path else public_name(spec)
 
 
 def build_section(build: Build) -> dict[str, Any]:
@@ -256,7 +217,7 @@ def make_release(opts: ReleaseOptions) -> dict[str, Any]:
 
 
 def _make_release(opts: ReleaseOptions) -> dict[str, Any]:
-    build = inspect_build(opts.build)
+    build = inspect_match(opts.build) if is_match_output(opts.build) else inspect_build(opts.build)
     prepare_out(opts.out, opts.name)
     date = opts.date or datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     shards = publish_shards(build, opts)
@@ -279,20 +240,23 @@ def _make_release(opts: ReleaseOptions) -> dict[str, Any]:
         "tool_version": imagenet_captions.__version__,
         "with_images": opts.with_images,
         "files": [],
-        "build": build_section(build),
+        "build": match_card.match_section(build) if build.kind == "match" else build_section(build),
         "shards": shards,
     }
     parquet_paths = [os.path.join(opts.out, s["parquet"]["path"]) for s in shards.values()]
-    stats = collect_stats(parquet_paths)
     schema = pq.read_schema(parquet_paths[0])
-    fields = field_docs(schema)
-    readme = card.render_card(manifest, stats, fields, date, opts.url).encode()
-    description = (
-        f"ImageNet-Captions (Fang et al., ICML 2022): {stats.records:,} ImageNet-1k training images' Flickr "
-        "titles, descriptions and tags, with a caption, keyed by ImageNet image id."
-        + (" Includes the WebDataset image shards (ImageNet's terms apply)." if opts.with_images else "")
-    )
-    jsonld = croissant.croissant_metadata(manifest, schema, fields, description, date, opts.url)
+    if build.kind == "match":
+        readme, jsonld = _match_descriptions(manifest, parquet_paths, schema, date, opts)
+    else:
+        stats = collect_stats(parquet_paths)
+        fields = field_docs(schema)
+        readme = card.render_card(manifest, stats, fields, date, opts.url).encode()
+        description = (
+            f"ImageNet-Captions (Fang et al., ICML 2022): {stats.records:,} ImageNet-1k training images' "
+            "Flickr titles, descriptions and tags, with a caption, keyed by ImageNet image id."
+            + (" Includes the WebDataset image shards (ImageNet's terms apply)." if opts.with_images else "")
+        )
+        jsonld = croissant.croissant_metadata(manifest, schema, fields, description, date, opts.url)
     croissant_bytes = (json.dumps(jsonld, indent=1, ensure_ascii=False) + "\n").encode()
     for name, data in ((mf.CARD_FILE, readme), (mf.CROISSANT_FILE, croissant_bytes)):
         mf.write_atomic(os.path.join(opts.out, name), data)
@@ -304,8 +268,24 @@ def _make_release(opts: ReleaseOptions) -> dict[str, Any]:
     return manifest
 
 
+def _match_descriptions(
+    manifest: dict[str, Any], parquet_paths: list[str], schema: Any, date: str, opts: ReleaseOptions
+) -> tuple[bytes, dict[str, Any]]:
+    """The card and the Croissant document of a class-matched subset (``release.match_card``)."""
+    rows_per_class = match_card.per_class(parquet_paths)
+    fields = match_card.field_docs(schema)
+    readme = match_card.render_card(manifest, rows_per_class, fields, date, opts.url).encode()
+    described, skipped = match_card.describable(schema)
+    description = match_card.description(manifest["build"], sum(rows_per_class.values()), opts.with_images)
+    about = match_card.croissant_about(manifest["build"], skipped)
+    jsonld = croissant.croissant_metadata(manifest, described, fields, description, date, opts.url, about)
+    return readme, jsonld
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("build", help="a build folder (the --out of `imagenet-captions build`)")
+    parser.add_argument(
+        "build", help="a build folder (the --out of `imagenet-captions build`) or a match output (of `match`)"
+    )
     parser.add_argument(
         "--out", required=True, help="the release folder (empty, new, or a release of --name)"
     )
@@ -341,7 +321,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     tars = sum(1 for s in manifest["shards"].values() if s["tar"])
     print(
         f"release {manifest['name']} {manifest['version']}: {len(manifest['shards'])} shards, "
-        f"{manifest['build']['counts']['written']:,} records, {len(manifest['files'])} files, {total:,} bytes"
+        f"{manifest['build']['counts']['written']:,} {'rows' if manifest['build'].get('stage') == 'match' else 'records'}, "
+        f"{len(manifest['files'])} files, {total:,} bytes"
         f"{f', {tars} tars hashed' if tars else ''}{' and published' if opts.with_images else ''} in {opts.out}"
     )
     return 0
