@@ -15,6 +15,13 @@ What it checks, without trusting any one file:
   manifest plans (``num_shards``) exists, and no unfinished write (``*.tmp``) is left anywhere.
 Exit status 0 when all hold; 1 with the list of problems otherwise.
 
+A ``match`` output (``matches/NNNNN.parquet``, for a webdataset corpus ``shards/NNNNN.tar``, the
+manifest at the top) is checked by the same rules where they apply (:func:`validate_match`): sizes
+and sha256 against its manifest, whole tars, each tar row for row with its Parquet file (key, label,
+caption, the row's JSON), one image member per sample (the corpus's own format: ``jpg``, ``png`` or
+``webp``), unique sample keys, ``sizes.json`` and the report's written pairs. This floor may not
+import ``match``, so the layout's two names it needs are spelt out here (a test keeps them equal).
+
 Every file is read through :mod:`imagenet_captions.fsio`, never ``os``, so a build in an object
 store (``gs://``, ``s3://``) is validated where it lies, as a local one is.
 """
@@ -39,6 +46,10 @@ from imagenet_captions.manifest import MAX_NESTING, nests_deeper_than
 from imagenet_captions.shards.hashfile import HashingReader
 
 MAX_PROBLEMS_SHOWN = 50
+#: ``match.plan.MATCHES_DIR``: where a match output's Parquet files are (a test keeps them equal).
+MATCHES_DIR = "matches"
+#: The image members a match tar's sample may have: the corpus's format, ``jpg`` for a JPEG.
+MATCH_IMAGE_EXTENSIONS = ("jpg", "png", "webp")
 #: A tar ends with two zero blocks (POSIX); tarfile and our writer then pad to a whole record.
 END_BLOCKS = 2 * tarfile.BLOCKSIZE
 READ_BUFFER = 1 << 20
@@ -68,7 +79,7 @@ def _tar_samples(path: str, read: _TarRead | None = None) -> Iterator[tuple[str,
                 key, dot, ext = m.name.partition(".")
                 if not dot or "/" in m.name:
                     raise tarfile.TarError(f"member {m.name!r} is not <key>.<ext>")
-                data = tf.extractfile(m).read()  # type: ignore[union-attr]
+                data = tf.extractfile(m).read()  # type: ignore[union-attr]  # a regular file (checked above) has a reader
                 if len(data) != m.size:
                     raise tarfile.TarError(f"member {m.name!r} is truncated ({len(data)} of {m.size} bytes)")
                 if key != current:
@@ -119,7 +130,9 @@ def validate_shard(
         return [], [f"{name}: unreadable or incomplete tar: {e}"]
     problems += recorded_problems(name, read.sha256, read.size, recorded)
     if not read.has_end:
-        problems.append(f"{name}: no end-of-archive blocks (two zero blocks of 512 bytes): the tar was cut short")
+        problems.append(
+            f"{name}: no end-of-archive blocks (two zero blocks of 512 bytes): the tar was cut short"
+        )
     for key, members in samples:
         keys.append(key)
         if parse_image_id(key) is None:
@@ -176,7 +189,9 @@ def recorded_problems(name: str, sha256: str, size: int, recorded: dict[str, Any
         return [f"{name}: {size} bytes, {layout.MANIFEST_FILE} says {want_size}"]
     want = recorded.get("sha256", {}).get(name)
     if want is not None and want != sha256:
-        return [f"{name}: sha256 differs from {layout.MANIFEST_FILE}'s: the file changed after it was written"]
+        return [
+            f"{name}: sha256 differs from {layout.MANIFEST_FILE}'s: the file changed after it was written"
+        ]
     return []
 
 
@@ -223,7 +238,10 @@ def _planned_shards(manifest: Any, names: list[str], text_only: bool) -> list[st
 
 
 def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list[str]]:
-    """(summary, problems) for a build output directory (shards, or a text-only captions table)."""
+    """(summary, problems) for a build output directory (shards, or a text-only captions table), or
+    for a match output (:func:`validate_match`)."""
+    if fsio.isdir(fsio.join(out, MATCHES_DIR)):
+        return validate_match(out, decode)
     shard_dir = fsio.join(out, layout.SHARD_DIR)
     text_only = not fsio.isdir(shard_dir)
     if text_only:
@@ -289,6 +307,126 @@ def validate_build(out: str, decode: bool = False) -> tuple[dict[str, Any], list
     return summary, problems
 
 
+def _match_sample_key(row: dict[str, Any], multiple: Any) -> str:
+    """``match.outputs.sample_key``: the row's key, or under ``--multiple all`` the key and the wnid."""
+    return row["key"] if multiple != "all" else f"{row['key']}_{row['wnid']}"
+
+
+def validate_match_shard(
+    out: str, stem: str, entry: dict[str, Any] | None, with_tar: bool, multiple: Any, decode: bool
+) -> tuple[list[str], list[str]]:
+    """(sample keys, problems) of one match shard: its Parquet file and, with images, its tar."""
+    pq_name = f"{MATCHES_DIR}/{stem}.parquet"
+    columns = ["key", "wnid", "label", "caption"]
+    try:  # its digest first: a changed byte is named as a change, even where it breaks the file
+        data = fsio.read_bytes(fsio.join(out, pq_name))
+    except OSError as e:
+        return [], [f"{pq_name}: unreadable: {e}"]
+    problems = recorded_problems(pq_name, hashlib.sha256(data).hexdigest(), len(data), entry)
+    try:
+        rows = pq.read_table(pa.BufferReader(data), columns=columns).to_pylist()
+    except Exception as e:
+        return [], [*problems, f"{pq_name}: unreadable Parquet: {e}"]
+    keys = [_match_sample_key(r, multiple) for r in rows]
+    if not with_tar:
+        return keys, problems
+    tar_name = f"{layout.SHARD_DIR}/{stem}.tar"
+    read = _TarRead()
+    try:
+        samples = list(_tar_samples(fsio.join(out, tar_name), read))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        return keys, [*problems, f"{tar_name}: unreadable or incomplete tar: {e}"]
+    problems += recorded_problems(tar_name, read.sha256, read.size, entry)
+    if not read.has_end:
+        problems.append(
+            f"{tar_name}: no end-of-archive blocks (two zero blocks of 512 bytes): the tar was cut short"
+        )
+    if [k for k, _ in samples] != keys:
+        problems.append(
+            f"{tar_name}: its samples ({len(samples)}) do not match {pq_name}'s rows ({len(rows)}) in order"
+        )
+        return keys, problems
+    for row, (key, members) in zip(rows, samples, strict=True):
+        images = [e for e in members if e in MATCH_IMAGE_EXTENSIONS]
+        if len(images) != 1 or sorted(set(members) - set(images)) != ["cls", "json", "txt"]:
+            problems.append(
+                f"{tar_name}: {key} has members {sorted(members)}, expected one image, txt, json, cls"
+            )
+            continue
+        if images == ["jpg"] and (bad := _check_jpeg(members["jpg"], decode)):
+            problems.append(f"{tar_name}: {key}.jpg {bad}")
+        if members["cls"] != str(row["label"]).encode():
+            problems.append(f"{tar_name}: {key} .cls {members['cls']!r} != Parquet label {row['label']}")
+        if members["txt"] != row["caption"].encode():
+            problems.append(f"{tar_name}: {key} .txt differs from the Parquet caption")
+        try:
+            fields = json.loads(members["json"])
+            if (fields["key"], fields["wnid"]) != (row["key"], row["wnid"]):
+                problems.append(f"{tar_name}: {key}.json names another row")
+        except (ValueError, KeyError, TypeError) as e:
+            problems.append(f"{tar_name}: {key}.json is not the row's fields: {e}")
+    return keys, problems
+
+
+def validate_match(out: str, decode: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """(summary, problems) for a ``match`` output: its files against its manifest and each other.
+
+    The manifest is the list of record: each shard it lists must have its files with the sizes and
+    sha256 recorded there, every planned shard must be listed, and no shard file may be on disk
+    that it does not list."""
+    problems = [f"unfinished file left behind: {n}" for n in fsio.walk_files(out) if fsio.is_temp(n)]
+    manifest_problems: list[str] = []
+    manifest = _load_json(fsio.join(out, layout.MANIFEST_FILE), manifest_problems)
+    entries = _manifest_entries(manifest, manifest_problems)
+    shard_dir = fsio.join(out, layout.SHARD_DIR)
+    with_tars = fsio.isdir(shard_dir)
+    options = manifest.get("options") if isinstance(manifest, dict) else None
+    rule = options.get("rule") if isinstance(options, dict) else None
+    multiple = rule.get("multiple") if isinstance(rule, dict) else None
+    counts: dict[str, int] = {}
+    seen: dict[str, str] = {}
+    for stem in sorted(entries):
+        keys, shard_problems = validate_match_shard(out, stem, entries[stem], with_tars, multiple, decode)
+        counts[f"{stem}.tar"] = len(keys)
+        problems += shard_problems
+        problems += _duplicates(keys, stem, seen)
+    if with_tars:
+        sizes = _load_json(fsio.join(shard_dir, layout.SIZES_FILE), problems)
+        if sizes is not None and sizes != counts:
+            problems.append(f"shards/sizes.json {sizes} does not match the shards on disk {counts}")
+    problems += manifest_problems
+    on_disk = sorted(
+        f"{folder}/{n}"
+        for folder, suffix in (
+            (MATCHES_DIR, ".parquet"),
+            *([(layout.SHARD_DIR, ".tar")] if with_tars else []),
+        )
+        for n in fsio.listdir(fsio.join(out, folder))
+        if n.endswith(suffix) and not fsio.is_temp(n)
+    )
+    if manifest is not None:
+        names = [fsio.basename(n) for n in on_disk]
+        problems += _planned_shards(manifest, names, not with_tars)
+        listed = sorted(f for e in entries.values() for f in e["files"])
+        if listed != on_disk:
+            extra = sorted(set(on_disk) - set(listed)) or sorted(set(listed) - set(on_disk))
+            problems.append(
+                f"manifest.json lists {len(listed)} shard files, {len(on_disk)} are on disk (first differing: {extra[0]})"
+            )
+    rep = _load_json(fsio.join(out, layout.REPORT_FILE), problems)
+    total = sum(counts.values())
+    if isinstance(rep, dict):
+        written = rep.get("written")
+        pairs = written.get("pairs") if isinstance(written, dict) else None
+        if pairs != total:
+            problems.append(f"report.json says {pairs} pairs written, the shards hold {total}")
+        problems += [f"report.json: {p}" for p in rep.get("accounting_problems", [])]
+    elif rep is not None:
+        problems.append("report.json is not a JSON object")
+    summary = {"dir": out, "shards": len(counts), "samples": total, "text_only": not with_tars}
+    return summary, problems
+
+
 def _manifest_entries(manifest: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
     """The manifest's shard entries (stem -> entry) that have the shape a build writes; a problem
     for the manifest, or each entry, that does not (a hand-edited or damaged file is a finding)."""
@@ -301,8 +439,10 @@ def _manifest_entries(manifest: Any, problems: list[str]) -> dict[str, dict[str,
     entries = {}
     for stem, entry in shards.items():
         files = entry.get("files") if isinstance(entry, dict) else None
-        if isinstance(files, list) and all(isinstance(f, str) for f in files) and all(
-            isinstance(entry.get(k, {}), dict) for k in ("sizes", "sha256")
+        if (
+            isinstance(files, list)
+            and all(isinstance(f, str) for f in files)
+            and all(isinstance(entry.get(k, {}), dict) for k in ("sizes", "sha256"))
         ):
             entries[stem] = entry
         else:
@@ -327,14 +467,16 @@ def compare_with_release(out: str, manifest: dict[str, Any]) -> tuple[int, list[
     What proves a rebuild from a text release equal to the publisher's, file by file, without the
     publisher's tars: equal hashes mean byte-identical shards."""
     shard_dir = fsio.join(out, layout.SHARD_DIR)
+    matches = fsio.join(out, MATCHES_DIR)
+    parquet_dir = matches if fsio.isdir(matches) else shard_dir  # a match output keeps them apart
     equal, problems = 0, []
     for stem, entry in sorted(manifest["shards"].items()):
-        files = [("parquet", f"{stem}.parquet", entry["parquet"])]
+        files = [(parquet_dir, f"{stem}.parquet", entry["parquet"])]
         if entry.get("tar"):
-            files.insert(0, ("tar", f"{stem}.tar", entry["tar"]))
+            files.insert(0, (shard_dir, f"{stem}.tar", entry["tar"]))
         differs = []
-        for _, name, want in files:
-            path = fsio.join(shard_dir, name)
+        for folder, name, want in files:
+            path = fsio.join(folder, name)
             if not fsio.isfile(path):
                 differs.append(f"{name} is missing")
                 continue
@@ -349,7 +491,7 @@ def compare_with_release(out: str, manifest: dict[str, Any]) -> tuple[int, list[
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="a build output directory (the --out of build)")
+    parser.add_argument("out", help="a build output directory (the --out of build), or a match output")
     parser.add_argument("--decode", action="store_true", help="also decode every image (slow)")
     parser.add_argument(
         "--against",
