@@ -239,7 +239,7 @@ def _match_batch(
                 wnids.append(wnid)
                 terms.append(ts)
         else:
-            dropped[o.reason].append(i)  # type: ignore[union-attr]
+            dropped[o.reason].append(i)  # type: ignore[union-attr]  # a Drop: type(o) is list was tested
     for reason, where in dropped.items():
         rows.count(RECORDS, reason, len(where))
         first = (
@@ -248,7 +248,7 @@ def _match_batch(
             else heapq.nsmallest(MAX_EXAMPLES, where, key=batch.key)
         )
         for i in first:
-            rows._example((RECORDS, reason), (batch.key(i), outcomes[i].detail))  # type: ignore[union-attr]
+            rows._example((RECORDS, reason), (batch.key(i), outcomes[i].detail))  # type: ignore[union-attr]  # i indexes a Drop
     if batch.labels is not None:
         _compare_labels(batch.labels, outcomes, tally)
     if not matched:
