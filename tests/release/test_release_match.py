@@ -153,8 +153,9 @@ def test_with_images_publishes_the_tars_and_sizes(matched, tmp_path, capsys):
         ]
     )
     assert rc == 0
-    stdout = capsys.readouterr().out
+    stdout, stderr = capsys.readouterr()
     assert "12 rows" in stdout, stdout
+    assert "the corpus's images" in stderr and "ImageNet" not in stderr, stderr
     manifest = mf.read_manifest(str(out))
     assert [f["path"] for f in manifest["files"] if f["path"].startswith("shards/")] == [
         "shards/00000.tar",

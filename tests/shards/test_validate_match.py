@@ -115,3 +115,15 @@ def test_damage_is_a_named_problem_and_exit_1(copy, capsys, damage, found):
     assert any(found in p for p in problems), problems
     assert main(["validate", str(copy)]) == 1
     assert found in capsys.readouterr().out
+
+
+def test_against_a_match_release_says_each_shard_is_the_publishers(matched, copy, tmp_path, capsys):
+    from imagenet_captions.release.publish import ReleaseOptions, make_release
+
+    release = tmp_path / "rel"
+    make_release(ReleaseOptions(build=str(matched), out=str(release), date="2026-01-01"))
+    assert main(["validate", str(matched), "--against", str(release)]) == 0
+    assert "2 of 2 shards equal to the publisher's" in capsys.readouterr().out
+    _flip(copy / "matches" / "00001.parquet", 8)
+    assert main(["validate", str(copy), "--against", str(release)]) == 1
+    assert "shard 00001 is not the publisher's: 00001.parquet differs" in capsys.readouterr().out

@@ -42,6 +42,11 @@ FIELD_DOCS = {
     "source_shard": "The corpus tar the sample came from (a webdataset corpus).",
 }
 KEPT_DOC = "A corpus column kept as it was (--keep-column)."
+#: What ``release --with-images`` of a match prints: the images are the corpus's, not this project's.
+IMAGES_WARNING = (
+    "The image shards hold the corpus's images, under the corpus's terms and its owners' rights: "
+    "check them before you publish the tars."
+)
 
 
 def match_section(build: Build) -> dict[str, Any]:

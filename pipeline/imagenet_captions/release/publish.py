@@ -315,13 +315,14 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         threads=args.threads,
     )
     manifest = make_release(opts)
+    is_match = manifest["build"].get("stage") == "match"
     if opts.with_images:  # after the release: a refused one is its one line, and publishes nothing
-        print(f"WARNING: {card.IMAGES_WARNING}", file=sys.stderr)
+        print(f"WARNING: {match_card.IMAGES_WARNING if is_match else card.IMAGES_WARNING}", file=sys.stderr)
     total = sum(f["size"] for f in manifest["files"])
     tars = sum(1 for s in manifest["shards"].values() if s["tar"])
     print(
         f"release {manifest['name']} {manifest['version']}: {len(manifest['shards'])} shards, "
-        f"{manifest['build']['counts']['written']:,} {'rows' if manifest['build'].get('stage') == 'match' else 'records'}, "
+        f"{manifest['build']['counts']['written']:,} {'rows' if is_match else 'records'}, "
         f"{len(manifest['files'])} files, {total:,} bytes"
         f"{f', {tars} tars hashed' if tars else ''}{' and published' if opts.with_images else ''} in {opts.out}"
     )
