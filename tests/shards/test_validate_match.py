@@ -82,7 +82,7 @@ def _flip(path: Path, at: int) -> None:
 def _recut_tar(path: Path, drop_last: bool) -> None:
     """Write the tar again with its last sample's members left out, or its last member changed."""
     with tarfile.open(path) as tf:
-        members = [(m, tf.extractfile(m).read()) for m in tf.getmembers()]  # type: ignore[union-attr]
+        members = [(m, tf.extractfile(m).read()) for m in tf.getmembers()]  # type: ignore[union-attr]  # regular files only
     if drop_last:
         last = members[-1][0].name.split(".")[0]
         members = [(m, d) for m, d in members if not m.name.startswith(last)]
