@@ -148,8 +148,10 @@ class _OneLineDaskLogs(logging.Filter):
 
 
 def _one_line_dask_logs() -> None:
-    """Install :class:`_OneLineDaskLogs` on the root logger's handlers (once)."""
-    for handler in logging.getLogger().handlers:
+    """Install :class:`_OneLineDaskLogs` on the root logger's handlers and on the handler Dask's
+    own logging configuration gives the ``distributed`` logger (which does not propagate), once."""
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("distributed").handlers]
+    for handler in handlers:
         if not any(isinstance(f, _OneLineDaskLogs) for f in handler.filters):
             handler.addFilter(_OneLineDaskLogs())
 
