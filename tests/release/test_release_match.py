@@ -226,3 +226,15 @@ def test_download_fetches_a_match_release_unchanged(matched, tmp_path, capsys):
     assert rc == 0, stdout + err
     assert tree(out) == tree(release)
     assert stdout.startswith("OK: 7 files verified"), stdout
+
+
+def test_a_build_from_a_match_release_says_what_it_is(matched, tmp_path, capsys):
+    """A match release is not a text release of a build: one line that says so, exit 2."""
+    from imagenet_captions.cli import main
+
+    release = tmp_path / "rel"
+    make_release(ReleaseOptions(build=str(matched), out=str(release), date=DATE))
+    rc = main(["build", "--metadata", f"text-release:{release}", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "a release of a class-matched subset" in err and "Traceback" not in err, err

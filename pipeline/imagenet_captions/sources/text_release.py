@@ -45,6 +45,12 @@ class TextReleaseSource:
         if not os.path.isfile(os.path.join(path, MANIFEST)):
             raise UsageError(f"{path} is not a text release: no {MANIFEST} (download one with imagenet-captions download)")
         self.manifest = read_manifest(path)
+        build = self.manifest.get("build")
+        if isinstance(build, dict) and build.get("stage") == "match":
+            raise UsageError(
+                f"{path} is a release of a class-matched subset (imagenet-captions match), not of a build: "
+                "rebuild it with imagenet-captions match on the same corpus"
+            )
         try:
             self.num_shards = int(self.manifest["build"]["num_shards"])
             self._files = {stem: entry["parquet"]["path"] for stem, entry in sorted(self.manifest["shards"].items())}
