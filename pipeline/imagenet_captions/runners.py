@@ -20,7 +20,7 @@ import contextlib
 import difflib
 import logging
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
@@ -240,6 +240,22 @@ class TranslateOnlyRunner(PipelineRunner):
     def run_pipeline(self, pipeline: beam.Pipeline, options: PipelineOptions) -> PipelineResult:
         pipeline.to_runner_api()
         return _DoneResult(PipelineState.DONE)
+
+
+def only_tag(tagged: beam.PCollection, tag: str, label: str) -> beam.PCollection:
+    """The values of one tag of a unit's ``(tag, value)`` output.
+
+    The pipelines split a unit's outputs by a filter per tag instead of Beam's tagged outputs,
+    which Beam's Dask translation mixes up (docs/architecture.md)."""
+    return tagged | label >> beam.FlatMap(lambda tv, t=tag: [tv[1]] if tv[0] == t else [])
+
+
+def print_dry_run(rep: dict[str, Any], what: str) -> int:
+    """What a ``--dry_run`` translated (``what``: "the build's graph"); the command's exit status."""
+    print(f"dry run: {what} was translated, nothing ran; {len(rep['stages'])} stages:")
+    for name in rep["stages"]:
+        print(f"  {name}")
+    return 0
 
 
 def stage_names(pipeline: beam.Pipeline) -> list[str]:

@@ -27,6 +27,7 @@ from imagenet_captions.build import work
 from imagenet_captions.build.finalize import finalize
 from imagenet_captions.build.plan import BuildPlan
 from imagenet_captions.outcomes import Tally
+from imagenet_captions.runners import only_tag
 from imagenet_captions.text import TextStage
 
 
@@ -84,10 +85,6 @@ class FinalizeFn(beam.DoFn):
         yield finalize(self._plan, total)
 
 
-def _only(tagged: beam.PCollection, tag: str, label: str) -> beam.PCollection:
-    """The values of one tag of a unit's ``(tag, value)`` output."""
-    return tagged | label >> beam.FlatMap(lambda tv, t=tag: [tv[1]] if tv[0] == t else [])
-
 
 def build_graph(p: beam.Pipeline, plan: BuildPlan) -> None:
     units = {
@@ -98,7 +95,7 @@ def build_graph(p: beam.Pipeline, plan: BuildPlan) -> None:
     }
     if plan.dedupes_owners:
         units["Owners"] = (
-            _only(units["Read"], work.OWNER, "Owners")
+            only_tag(units["Read"], work.OWNER, "Owners")
             | "GroupByOwner" >> beam.GroupByKey()
             | "FinishOwners" >> beam.ParDo(FinishOwnersFn(plan))
         )
@@ -112,16 +109,16 @@ def build_graph(p: beam.Pipeline, plan: BuildPlan) -> None:
     # Each unit's output is split where it is made: its shard items go to the shuffle, its tally
     # to Finalize (one consumer of everything would make the in-process runner hold it all).
     seeds = p | "Seeds" >> beam.Create(work.seeds(plan))
-    to_shards = [_only(u, work.SHARD, f"{name}ToShards") for name, u in units.items()]
+    to_shards = [only_tag(u, work.SHARD, f"{name}ToShards") for name, u in units.items()]
     written = (
         [*to_shards, seeds]
         | "AllToShards" >> beam.Flatten()
         | "ByShard" >> beam.GroupByKey()
         | "WriteShard" >> beam.ParDo(WriteShardFn(plan))
     )
-    tallies = [_only(u, work.TALLY, f"{name}Tallies") for name, u in units.items()]
+    tallies = [only_tag(u, work.TALLY, f"{name}Tallies") for name, u in units.items()]
     _ = (
-        [*tallies, _only(written, work.TALLY, "WrittenTallies")]
+        [*tallies, only_tag(written, work.TALLY, "WrittenTallies")]
         | "AllTallies" >> beam.Flatten()
         | "OneKey" >> beam.Map(lambda tally: (None, tally))
         | "Gather" >> beam.GroupByKey()

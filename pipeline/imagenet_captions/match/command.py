@@ -185,9 +185,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     config = config_from_args(args)
     rep = run_match(config, extra)
     if rep.get("dry_run"):
-        print(f"dry run: the match graph was translated, nothing ran; {len(rep['stages'])} stages:")
-        for name in rep["stages"]:
-            print(f"  {name}")
-        return 0
+        return runners.print_dry_run(rep, "the match graph")
     print_summary(rep, config.out)
     return 1 if rep["accounting_problems"] else 0

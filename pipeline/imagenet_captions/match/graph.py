@@ -24,6 +24,7 @@ import apache_beam as beam
 from imagenet_captions import trace
 from imagenet_captions.match import work
 from imagenet_captions.match.plan import MatchPlan
+from imagenet_captions.runners import only_tag
 
 
 class MatchPartFn(beam.DoFn):
@@ -77,10 +78,6 @@ class FinalizeFn(beam.DoFn):
         yield finalize(self._plan, total)
 
 
-def _only(tagged: beam.PCollection, tag: str, label: str) -> beam.PCollection:
-    """The values of one tag of a unit's ``(tag, value)`` output."""
-    return tagged | label >> beam.FlatMap(lambda tv, t=tag: [tv[1]] if tv[0] == t else [])
-
 
 def match_graph(p: beam.Pipeline, plan: MatchPlan) -> None:
     units = {
@@ -98,21 +95,21 @@ def match_graph(p: beam.Pipeline, plan: MatchPlan) -> None:
         )
     if plan.targets is not None:
         units["Select"] = (
-            _only(units["Match"], work.CLASS, "Candidates")
+            only_tag(units["Match"], work.CLASS, "Candidates")
             | "ByClass" >> beam.GroupByKey()
             | "SelectClass" >> beam.ParDo(SelectClassFn(plan))
         )
     seeds = p | "Seeds" >> beam.Create(work.seeds(plan))
-    to_shards = [_only(u, work.SHARD, f"{name}ToShards") for name, u in units.items() if name != "Hash"]
+    to_shards = [only_tag(u, work.SHARD, f"{name}ToShards") for name, u in units.items() if name != "Hash"]
     written = (
         [*to_shards, seeds]
         | "AllToShards" >> beam.Flatten()
         | "ByShard" >> beam.GroupByKey()
         | "WriteShard" >> beam.ParDo(WriteShardFn(plan))
     )
-    tallies = [_only(u, work.TALLY, f"{name}Tallies") for name, u in units.items()]
+    tallies = [only_tag(u, work.TALLY, f"{name}Tallies") for name, u in units.items()]
     _ = (
-        [*tallies, _only(written, work.TALLY, "WrittenTallies")]
+        [*tallies, only_tag(written, work.TALLY, "WrittenTallies")]
         | "AllTallies" >> beam.Flatten()
         | "OneKey" >> beam.Map(lambda tally: (None, tally))
         | "Gather" >> beam.GroupByKey()
