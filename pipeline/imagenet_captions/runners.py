@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import apache_beam as beam
@@ -248,6 +248,18 @@ def only_tag(tagged: beam.PCollection, tag: str, label: str) -> beam.PCollection
     The pipelines split a unit's outputs by a filter per tag instead of Beam's tagged outputs,
     which Beam's Dask translation mixes up (docs/architecture.md)."""
     return tagged | label >> beam.FlatMap(lambda tv, t=tag: [tv[1]] if tv[0] == t else [])
+
+
+def run_graph(beam_args: list[str], add_graph: Callable[[beam.Pipeline], None]) -> list[str] | None:
+    """Make the pipeline the options ask for, add a command's graph and run it to its end.
+
+    With ``--dry_run`` the runner only translates the graph; the stages it holds are returned then
+    (None otherwise), for :func:`print_dry_run`."""
+    p = make_pipeline(beam_args)
+    add_graph(p)
+    stages = stage_names(p) if is_dry_run(beam_args) else None
+    p.run().wait_until_finish()
+    return stages
 
 
 def print_dry_run(rep: dict[str, Any], what: str) -> int:

@@ -42,13 +42,9 @@ def run_build(config: BuildConfig, beam_args: list[str] | None = None) -> dict[s
             len(plan.read_parts),
             len(plan.listing_parts),
         )
-        p = runners.make_pipeline(beam_args)
-        build_graph(p, plan)
-        if dry_run:
-            stages = runners.stage_names(p)
-            p.run().wait_until_finish()
+        stages = runners.run_graph(beam_args, lambda p: build_graph(p, plan))
+        if stages is not None:
             return {"dry_run": True, "stages": stages}
-        p.run().wait_until_finish()
     return json.loads(fsio.read_bytes(fsio.join(config.out, layout.REPORT_FILE)))
 
 

@@ -63,13 +63,9 @@ def run_match(config: MatchConfig, beam_args: list[str] | None = None) -> dict[s
             len(plan.parts),
             len(plan.vocabulary.classes),
         )
-        p = runners.make_pipeline(beam_args)
-        match_graph(p, plan)
-        if dry_run:
-            stages = runners.stage_names(p)
-            p.run().wait_until_finish()
+        stages = runners.run_graph(beam_args, lambda p: match_graph(p, plan))
+        if stages is not None:
             return {"dry_run": True, "stages": stages}
-        p.run().wait_until_finish()
     return json.loads(fsio.read_bytes(fsio.join(config.out, layout.REPORT_FILE)))
 
 
