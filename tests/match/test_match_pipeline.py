@@ -311,3 +311,14 @@ def test_multiple_all_in_a_tar_is_one_sample_per_class_keyed_by_key_and_wnid(tmp
     assert stems == ["000000000_n01443537", "000000000_n02123045", "000000001_n02129165"]
     assert json.loads((out / "shards" / "sizes.json").read_text()) == {"00000.tar": 3}
     assert report(out)["rows"]["outcomes"] == {"written": 2} and report(out)["pairs"]["outcomes"] == {"written": 3}
+
+
+@pytest.mark.parametrize("kept", ["wnid", "caption", "URL"])
+def test_a_kept_column_that_would_shadow_an_output_column_is_one_line(tmp_path, capsys, kept):
+    """``--keep-column`` of an output column (or of the corpus's caption or URL column) would give the
+    output two columns of one name: refused before anything is written."""
+    path = write_parquet(tmp_path / "web-00.parquet", {"caption": ["a goldfish"], "URL": ["https://x/0"], "wnid": ["x"]})
+    out = tmp_path / "out"
+    rc, err = match(capsys, f"parquet:{path}", out, "--keep-column", kept)
+    assert rc == 2 and f"--keep-column {kept}: the output has its own {kept} column" in err, err
+    assert not out.exists()

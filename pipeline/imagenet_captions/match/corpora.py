@@ -203,6 +203,17 @@ def _match_remote(path: str, kind: str) -> list[str]:
     return found
 
 
+#: Names the output gives its own columns: a kept column may not take one.
+OUTPUT_COLUMNS = ("key", "caption", "wnid", "label", "terms", "url")
+
+
+def check_keep_columns(keep: Sequence[str], also: Sequence[str | None] = ()) -> None:
+    """A ``--keep-column`` may not shadow an output column (or a reader's own, ``also``): one line."""
+    clash = [c for c in keep if c in OUTPUT_COLUMNS or c in also]
+    if clash:
+        raise UsageError(f"--keep-column {clash[0]}: the output has its own {clash[0]} column")
+
+
 def check_stems(files: Sequence[CorpusFile], kind: str) -> None:
     """Generated keys are ``<stem>_<row>``: two files of one stem would give two rows one key."""
     seen: dict[str, str] = {}

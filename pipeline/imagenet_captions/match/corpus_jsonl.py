@@ -25,12 +25,12 @@ from imagenet_captions.match.corpora import (
     Batch,
     FileDigest,
     ReadOptions,
+    check_keep_columns,
     check_stems,
     json_value,
     list_files,
     sanitize_stem,
 )
-from imagenet_captions.match.corpus_parquet import OUTPUT_COLUMNS
 from imagenet_captions.outcomes import RECORDS, Drop
 from imagenet_captions.shards.hashfile import HashingReader
 
@@ -59,9 +59,7 @@ class JsonlCorpus:
     def __init__(self, path: str, options: ReadOptions):
         self.options = options
         self.files = tuple(list_files(path, "jsonl"))
-        clash = [c for c in options.keep_columns if c in OUTPUT_COLUMNS]
-        if clash:
-            raise UsageError(f"--keep-column {clash[0]}: the output has its own {clash[0]} column")
+        check_keep_columns(options.keep_columns)
         if options.key_column is None:
             check_stems(self.files, "jsonl")
         self.keep = tuple(options.keep_columns)

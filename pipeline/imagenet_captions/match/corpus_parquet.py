@@ -24,14 +24,13 @@ from imagenet_captions.match.corpora import (
     Batch,
     CorpusFile,
     ReadOptions,
+    check_keep_columns,
     check_stems,
     list_files,
     sanitize_stem,
 )
 from imagenet_captions.outcomes import RECORDS, Drop
 
-#: Names the output gives its own columns: a kept column may not take one.
-OUTPUT_COLUMNS = ("key", "caption", "wnid", "label", "terms", "url")
 #: Bytes Arrow reads a column chunk in (its buffered stream): memory per column, whatever the row group.
 READ_BUFFER = 1 << 20
 #: Part = (file index, first row group, end row group, index of the part's first row in the file).
@@ -92,9 +91,7 @@ class ParquetCorpus:
         self.url_column = options.url_column or next((c for c in URL_COLUMNS if c in first.names), None)
         self.key_column = options.key_column
         self.keep = tuple(options.keep_columns)
-        clash = [c for c in self.keep if c in OUTPUT_COLUMNS or c in (self.text_column, self.url_column)]
-        if clash:
-            raise UsageError(f"--keep-column {clash[0]}: the output has its own {clash[0]} column")
+        check_keep_columns(self.keep, also=(self.text_column, self.url_column))
         for f, schema in zip(files, schemas, strict=True):
             self._check(f.path, schema, first)
         if self.key_column is None:

@@ -27,8 +27,15 @@ import pyarrow as pa
 
 from imagenet_captions import fsio
 from imagenet_captions.errors import UsageError
-from imagenet_captions.match.corpora import BATCH_ROWS, Batch, FileDigest, ReadOptions, json_value, list_files
-from imagenet_captions.match.corpus_parquet import OUTPUT_COLUMNS
+from imagenet_captions.match.corpora import (
+    BATCH_ROWS,
+    Batch,
+    FileDigest,
+    ReadOptions,
+    check_keep_columns,
+    json_value,
+    list_files,
+)
 from imagenet_captions.outcomes import RECORDS, Drop
 from imagenet_captions.shards.hashfile import HashingReader
 
@@ -53,9 +60,7 @@ class WebDatasetCorpus:
         self.files = tuple(list_files(path, "webdataset"))
         if options.key_column is not None:
             raise UsageError("--key-column: a webdataset sample's key is its own (__key__)")
-        clash = [c for c in options.keep_columns if c in OUTPUT_COLUMNS or c == "source_shard"]
-        if clash:
-            raise UsageError(f"--keep-column {clash[0]}: the output has its own {clash[0]} column")
+        check_keep_columns(options.keep_columns, also=("source_shard",))
         self.keep = tuple(options.keep_columns)
         for f in self.files:
             _check_tar(f.path)
